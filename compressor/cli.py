@@ -1,0 +1,188 @@
+"""The `compressor` command line: parse, call, render. No logic of its own."""
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from compressor.errors import UserError
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _progress_printer(enabled: bool):
+    console = _console()
+
+    def show(message: str) -> None:
+        if enabled:
+            console.print(f"[dim]•[/dim] {message}")
+
+    return show
+
+
+def _emit(result: dict, as_json: bool, render) -> None:
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+    else:
+        render(result)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="compressor")
+def cli():
+    """Compress a causal LM with a YAML recipe, judge it, and export what vLLM loads.
+
+    \b
+    compressor apply recipes/fp16.yaml           # the bundled SmolLM2-135M -> out/fp16/
+    compressor eval out/fp16                     # perplexity, time/token, Score vs source
+    compressor package out/fp16 --target export/targets/lg-aimers.yaml
+    """
+
+
+@cli.command()
+@click.argument("recipe_file", type=click.Path(path_type=Path))
+@click.option("--model", "model_id", help="Override the recipe's model (builtin:NAME, folder, or hub id).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Output folder (default: recipe output.dir or out/<name>).")
+@click.option("--force", is_flag=True, help="Overwrite an existing output folder.")
+@click.option("--no-eval", is_flag=True, help="Skip the recipe's evaluation.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+def apply(recipe_file, model_id, out_dir, force, no_eval, as_json):
+    """Apply RECIPE_FILE: load the model, run the stages, write OUT/model, evaluate, report.
+
+    \b
+    Example:
+      compressor apply recipes/fp16.yaml
+      compressor apply recipes/drop-layers.yaml --model ./EXAONE-4.0-1.2B --out out/drop --force
+    """
+    from compressor.pipeline import apply_recipe
+    from compressor.recipe import load_recipe
+    from compressor.report import rich_table
+
+    recipe = load_recipe(recipe_file)
+    if model_id:
+        recipe.model.id = model_id
+    report = apply_recipe(recipe, str(recipe_file), out_dir=out_dir, force=force,
+                          evaluate=False if no_eval else None, progress=_progress_printer(not as_json))
+
+    def render(rep):
+        console = _console()
+        if rep.get("eval"):
+            console.print(rich_table(rep))
+        console.print(f"wrote {rep['output']}/model ({rep['model']['size_mb']:.1f} MB) and report.json, "
+                      f"report.md in {rep['seconds']:.1f} s")
+
+    _emit(report, as_json, render)
+
+
+@cli.command(name="eval")
+@click.argument("output_dir", type=click.Path(path_type=Path))
+@click.option("--baseline", help="Baseline model (default: the source recorded in model/compressor.json).")
+@click.option("--no-baseline", is_flag=True, help="Measure the model only.")
+@click.option("--ppl-docs", type=int, default=None, help="Number of corpus documents for perplexity.")
+@click.option("--runs", type=int, default=None, help="Timed generation runs (median is reported).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def evaluate(output_dir, baseline, no_baseline, ppl_docs, runs, device, as_json):
+    """Evaluate OUTPUT_DIR/model against its source: perplexity, time per token, Score.
+
+    \b
+    Example:
+      compressor eval out/fp16
+      compressor eval out/fp16 --baseline builtin:smollm2-135m --runs 9 --json
+    """
+    from compressor.evaluate.evaluate_dir import evaluate_output
+
+    result = evaluate_output(output_dir, baseline=baseline, use_baseline=not no_baseline, ppl_docs=ppl_docs,
+                             runs=runs, device=device, progress=_progress_printer(not as_json))
+
+    def render(rep):
+        from compressor.report import rich_table
+
+        _console().print(rich_table(rep))
+
+    _emit(result, as_json, render)
+
+
+@cli.command()
+@click.argument("output_dir", type=click.Path(path_type=Path))
+@click.option("--target", "target_file", type=click.Path(path_type=Path), required=True,
+              help="Target profile, e.g. export/targets/lg-aimers.yaml.")
+@click.option("--force", is_flag=True, help="Overwrite an existing submit.zip.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def package(output_dir, target_file, force, as_json):
+    """Check OUTPUT_DIR/model against a deployment target and write OUTPUT_DIR/submit.zip.
+
+    \b
+    Example:
+      compressor package out/fp16 --target export/targets/lg-aimers.yaml
+    """
+    from compressor.export.package import package as make_package
+    from compressor.export.targets import load_target
+
+    result = make_package(output_dir, load_target(target_file), force=force)
+    _emit(result, as_json, lambda r: click.echo(
+        f"wrote {r['zip']} ({r['zipped_bytes'] / 2**20:.1f} MB, {len(r['files'])} files) for target {r['target']}"))
+
+
+@cli.group()
+def recipes():
+    """List, validate and describe recipes."""
+
+
+@recipes.command(name="list")
+@click.option("--dir", "folder", type=click.Path(path_type=Path), default=None, help="Recipe folder (default: recipes/).")
+def list_recipes(folder):
+    """List the recipes in recipes/ with their descriptions."""
+    from compressor.paths import repo_root
+    from compressor.recipe import load_recipe
+
+    folder = folder or repo_root() / "recipes"
+    for path in sorted(Path(folder).glob("*.yaml")):
+        recipe = load_recipe(path)
+        stages = ", ".join(s.stage for s in recipe.stages) or "(no stages)"
+        click.echo(f"{path.name:24} {stages:32} {recipe.description}")
+
+
+@recipes.command()
+@click.argument("recipe_files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def validate(recipe_files):
+    """Check recipes without loading any model. Example: compressor recipes validate recipes/*.yaml"""
+    from compressor.recipe import load_recipe
+
+    for path in recipe_files:
+        load_recipe(path)
+        click.echo(f"{path}: ok")
+
+
+@recipes.command()
+def schema():
+    """Print the recipe JSON schema (for editors and validators)."""
+    from compressor.recipe import recipe_model
+
+    click.echo(json.dumps(recipe_model().model_json_schema(by_alias=True), indent=2))
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except UserError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""`cast`: change the floating-point dtype of every weight (fp16 / bf16 / fp32)."""
+
+from typing import Literal
+
+import torch
+
+from compressor.stages import StageParams, register
+
+DTYPES = {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16,
+          "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32}
+
+
+class CastParams(StageParams):
+    stage: Literal["cast"]
+    dtype: Literal["float16", "fp16", "bfloat16", "bf16", "float32", "fp32"]
+
+
+@register(CastParams)
+def cast(model, tokenizer, params: CastParams, ctx):
+    dtype = DTYPES[params.dtype]
+    model = model.to(dtype)
+    model.config.torch_dtype = dtype
+    ctx.record(dtype=str(dtype).removeprefix("torch."))
+    return model

@@ -1,0 +1,24 @@
+"""Write a model folder: weights (safetensors), config, tokenizer, and compressor.json provenance."""
+
+import json
+from pathlib import Path
+
+PROVENANCE_FILE = "compressor.json"
+
+
+def write_model(model, tokenizer, folder: Path, provenance: dict) -> Path:
+    folder = Path(folder)
+    # one file up to 10 GB: the competition expects model.safetensors, vLLM takes either
+    model.save_pretrained(folder, safe_serialization=True, max_shard_size="10GB")
+    tokenizer.save_pretrained(folder)
+    (folder / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+    return folder
+
+
+def read_provenance(folder: Path) -> dict | None:
+    path = Path(folder) / PROVENANCE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def folder_size_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 2**20

@@ -1,0 +1,97 @@
+"""Model sources: `builtin:NAME`, a local Hugging Face folder, or a hub id; device and dtype choice."""
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from compressor.errors import UserError
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt", ".jinja", ".py")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    id: str
+    path: Path
+    kind: str  # builtin | local | hub
+
+
+def resolve_source(model_id: str, revision: str | None = None) -> ModelSource:
+    if model_id.startswith("builtin:"):
+        from compressor.models.builtin import materialize_builtin
+
+        return ModelSource(model_id, materialize_builtin(model_id.split(":", 1)[1]), "builtin")
+    local = Path(model_id).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise UserError(f"{local}: not a Hugging Face model folder (no config.json)")
+        return ModelSource(model_id, local.resolve(), "local")
+    if HUB_ID.match(model_id):
+        return ModelSource(model_id, _download(model_id, revision), "hub")
+    raise UserError(f"model {model_id!r}: not builtin:NAME, an existing folder, or a hub id (org/name)")
+
+
+def _download(model_id: str, revision: str | None) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(model_id, revision=revision,
+                                      allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.py"]))
+    except Exception as error:  # offline, gated, missing: one line for the user
+        raise UserError(f"model {model_id!r}: could not fetch from the hub ({type(error).__name__}: {error})") from None
+
+
+def model_files(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def content_hash(folder: Path) -> str:
+    """sha256 over the relative names and bytes of the checkpoint's files (weights, config, tokenizer)."""
+    digest = hashlib.sha256()
+    for path in model_files(folder):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def pick_device(device: str = "auto"):
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} requested but CUDA is not available")
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str):
+    import torch
+
+    return "auto" if dtype == "auto" else getattr(torch, dtype)
+
+
+def load_config(source: ModelSource, trust_remote_code: bool = False):
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(source.path, trust_remote_code=trust_remote_code)
+
+
+def load_model(path: Path, device, dtype="auto", trust_remote_code: bool = False):
+    """Load model and tokenizer with the stock transformers loaders, in eval mode, on `device`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = dict(dtype=dtype, trust_remote_code=trust_remote_code, low_cpu_mem_usage=True)
+    if device.type == "cuda":
+        kwargs["device_map"] = {"": device.index or 0}
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if device.type != "cuda":
+        model = model.to(device)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    return model.eval(), tokenizer

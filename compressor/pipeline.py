@@ -1,0 +1,90 @@
+"""Run a recipe: resolve the source, check the stages, apply them, write atomically, evaluate, report."""
+
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from compressor.atomic import atomic_dir, refuse_existing
+from compressor.export.writer import folder_size_mb, write_model
+from compressor.models.adapters import adapter_for
+from compressor.models.sources import content_hash, load_config, load_model, pick_device, pick_dtype, resolve_source
+from compressor.recipe import check_against_config
+from compressor.report import write_reports
+from compressor.stages import StageContext, stage_function
+from compressor.versions import package_versions
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force: bool = False,
+                 evaluate: bool | None = None, progress=_quiet) -> dict:
+    """Apply `recipe`; returns the report (also written to `out_dir/report.json`)."""
+    started = time.perf_counter()
+    out_dir = Path(out_dir or recipe.output_dir())
+    refuse_existing(out_dir, force)
+    source = resolve_source(recipe.model.id, recipe.model.revision)
+    config = load_config(source, recipe.model.trust_remote_code)
+    adapter = adapter_for(config)
+    check_against_config(recipe, config, recipe_source)
+
+    progress(f"hashing source {source.id}")
+    source_hash = content_hash(source.path)
+    device = pick_device(recipe.model.device)
+    progress(f"loading {source.id} on {device}")
+    model, tokenizer = load_model(source.path, device, pick_dtype(recipe.model.dtype),
+                                  recipe.model.trust_remote_code)
+
+    stage_reports = []
+    for index, params in enumerate(recipe.stages, 1):
+        progress(f"stage {index}/{len(recipe.stages)}: {params.stage}")
+        ctx = StageContext(adapter=adapter, device=device, progress=progress)
+        t0 = time.perf_counter()
+        model = stage_function(params.stage)(model, tokenizer, params, ctx)
+        stage_reports.append({"stage": params.stage, "params": params.model_dump(mode="json", by_alias=True),
+                              "seconds": round(time.perf_counter() - t0, 2), "result": ctx.records})
+    problems = adapter.config_problems(model.config)
+    if problems:
+        raise RuntimeError(f"stages left an inconsistent config: {'; '.join(problems)}")
+
+    run_eval = recipe.eval.enabled if evaluate is None else evaluate
+    provenance = {
+        "recipe": recipe.name,
+        "source": {"id": source.id, "kind": source.kind, "path": str(source.path), "sha256": source_hash,
+                   "size_mb": round(folder_size_mb(source.path), 2)},
+        "stages": [{"stage": s["stage"], "params": s["params"]} for s in stage_reports],
+        "versions": package_versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    with atomic_dir(out_dir, force=force) as staging:
+        progress(f"writing {out_dir / 'model'}")
+        write_model(model, tokenizer, staging / "model", provenance)
+        del model
+        (staging / "recipe.yaml").write_text(
+            yaml.safe_dump(recipe.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False))
+        report = {
+            "recipe": recipe.name,
+            "recipe_file": recipe_source,
+            "output": str(out_dir),
+            "source": provenance["source"],
+            "stages": stage_reports,
+            "model": {"size_mb": round(folder_size_mb(staging / "model"), 2),
+                      "num_hidden_layers": config_value(staging / "model", "num_hidden_layers")},
+            "versions": provenance["versions"],
+        }
+        if run_eval:
+            from compressor.evaluate.judge import judge
+
+            baseline = source.path if recipe.eval.baseline else None
+            report["eval"] = judge(staging / "model", baseline, recipe.eval, device, progress)
+        report["seconds"] = round(time.perf_counter() - started, 2)
+        write_reports(report, staging)
+    return report
+
+
+def config_value(model_dir: Path, key: str):
+    return json.loads((Path(model_dir) / "config.json").read_text()).get(key)

@@ -1,0 +1,128 @@
+"""Recipe schema (pydantic) and YAML loading with `file: field: message` errors."""
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+
+from compressor.errors import UserError
+from compressor.stages import registry
+
+DEFAULT_MODEL = "builtin:smollm2-135m"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(Strict):
+    id: str = Field(DEFAULT_MODEL, description="builtin:NAME, a local HF folder, or a hub id")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+
+class PerplexitySpec(Strict):
+    split: str = "eval"
+    limit: int = Field(64, gt=0, description="documents of the split to score")
+    batch_size: int = Field(8, gt=0)
+
+
+class LatencySpec(Strict):
+    prompt_tokens: int = Field(128, gt=0)
+    new_tokens: int = Field(32, ge=2)
+    runs: int = Field(5, gt=0)
+    warmup: int = Field(1, ge=0)
+
+
+class EvalSpec(Strict):
+    enabled: bool = True
+    baseline: bool = Field(True, description="also measure the source model in the same run")
+    perplexity: PerplexitySpec = Field(default_factory=PerplexitySpec)
+    latency: LatencySpec = Field(default_factory=LatencySpec)
+
+
+class OutputSpec(Strict):
+    dir: Path | None = Field(None, description="default: out/<name>")
+
+
+class RecipeBase(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str = ""
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_from_string(cls, value: Any) -> Any:
+        return {"id": value} if isinstance(value, str) else value
+
+    def output_dir(self) -> Path:
+        return self.output.dir or Path("out") / self.name
+
+
+def recipe_model() -> type[RecipeBase]:
+    """The Recipe class, its `stages` a union discriminated by `stage:` over every registered stage."""
+    params = tuple(cls for cls, _ in registry().values())
+    stage_union = Annotated[Union[params], Field(discriminator="stage")]  # noqa: UP007
+    return create_model("Recipe", __base__=RecipeBase, stages=(list[stage_union], []))
+
+
+def _field_path(loc: tuple) -> str:
+    parts: list[str] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif i >= 2 and loc[0] == "stages" and isinstance(loc[i - 1], int):
+            continue  # the union tag pydantic inserts after a stage index
+        else:
+            parts.append(("." if parts else "") + str(part))
+    return "".join(parts) or "(top level)"
+
+
+def format_validation_error(source: str, error: ValidationError) -> str:
+    first = error.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif first["type"] == "union_tag_invalid":
+        known = ", ".join(sorted(registry()))
+        message = f"unknown stage {first['ctx']['tag']!r} (known: {known})"
+    elif first["type"] == "union_tag_not_found":
+        message = "missing `stage:` (which stage to run)"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{source}: {_field_path(tuple(first['loc']))}: {message}{more}"
+
+
+def parse_recipe(data: Any, source: str = "<recipe>"):
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return recipe_model().model_validate(data)
+    except ValidationError as error:
+        raise UserError(format_validation_error(source, error)) from None
+
+
+def load_recipe(path: Path | str):
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such recipe file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise UserError(f"{path}: invalid YAML{where}: {getattr(error, 'problem', error)}") from None
+    return parse_recipe(data, str(path))
+
+
+def check_against_config(recipe, config, source: str) -> None:
+    """Reject parameters impossible for this model (e.g. dropping every layer) before loading weights."""
+    for index, params in enumerate(recipe.stages):
+        try:
+            params.check_config(config)
+        except ValueError as error:
+            raise UserError(f"{source}: stages[{index}] ({params.stage}): {error}") from None

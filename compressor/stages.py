@@ -1,0 +1,60 @@
+"""The stage registry: a recipe names a stage, the registry gives its parameters and its function.
+
+A stage is `fn(model, tokenizer, params, ctx) -> model`. It never reads YAML, writes files or prints;
+what it wants in the report goes through `ctx.record`.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict
+
+from compressor.models.adapters import ArchitectureAdapter
+
+
+class StageParams(BaseModel):
+    """Base of every stage's parameters; subclasses set `stage: Literal["name"]`."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def check_config(self, config) -> None:
+        """Raise ValueError when these parameters cannot apply to a model with this config."""
+
+
+@dataclass
+class StageContext:
+    adapter: ArchitectureAdapter
+    device: Any
+    records: dict = field(default_factory=dict)
+    progress: Callable[[str], None] = lambda message: None
+
+    def record(self, **values) -> None:
+        self.records.update(values)
+
+
+StageFn = Callable[[Any, Any, StageParams, StageContext], Any]
+_REGISTRY: dict[str, tuple[type[StageParams], StageFn]] = {}
+
+
+def register(params_cls: type[StageParams]) -> Callable[[StageFn], StageFn]:
+    name = params_cls.model_fields["stage"].annotation.__args__[0]
+
+    def decorate(fn: StageFn) -> StageFn:
+        _REGISTRY[name] = (params_cls, fn)
+        return fn
+
+    return decorate
+
+
+def _load_all() -> None:
+    # importing the stage modules registers them
+    from compressor.edits import cast, drop_layers  # noqa: F401
+
+
+def registry() -> dict[str, tuple[type[StageParams], StageFn]]:
+    _load_all()
+    return dict(_REGISTRY)
+
+
+def stage_function(name: str) -> StageFn:
+    return registry()[name][1]

@@ -1,0 +1,60 @@
+import json
+import sys
+
+import pytest
+
+from compressor.cli import main
+
+
+def run_cli(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["compressor", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_user_errors_are_one_line_without_traceback(monkeypatch, capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nstages:\n  - stage: drop_layers\n    count: -2\n    from: top\n")
+    code, out, err = run_cli(monkeypatch, capsys, "apply", str(bad), "--out", str(tmp_path / "out"))
+    assert code == 2
+    assert err.strip() == f"error: {bad}: stages[0].count: Input should be greater than 0"
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_dropping_all_layers_fails_before_writing(monkeypatch, capsys, tmp_path, tiny_llama_dir):
+    recipe = tmp_path / "all.yaml"
+    recipe.write_text(f"name: all\nmodel: {tiny_llama_dir}\nstages:\n  - stage: drop_layers\n    count: 4\n    from: top\n")
+    code, _, err = run_cli(monkeypatch, capsys, "apply", str(recipe), "--out", str(tmp_path / "out"))
+    assert code == 2 and "cannot drop 4 of 4 layers" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_recipes_validate_list_and_schema(monkeypatch, capsys):
+    code, out, _ = run_cli(monkeypatch, capsys, "recipes", "validate", "recipes/fp16.yaml", "recipes/drop-layers.yaml")
+    assert code == 0 and out.count(": ok") == 2
+    code, out, _ = run_cli(monkeypatch, capsys, "recipes", "list")
+    assert code == 0 and "fp16.yaml" in out and "drop_layers" in out
+    code, out, _ = run_cli(monkeypatch, capsys, "recipes", "schema")
+    schema = json.loads(out)
+    assert "stages" in schema["properties"]
+    assert {"CastParams", "DropLayersParams"} <= set(schema["$defs"])
+
+
+def test_apply_json_output(monkeypatch, capsys, tmp_path, tiny_llama_dir):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: r\nmodel: {tiny_llama_dir}\nstages:\n  - stage: cast\n    dtype: fp16\neval: {{enabled: false}}\n")
+    code, out, _ = run_cli(monkeypatch, capsys, "apply", str(recipe), "--out", str(tmp_path / "o"), "--json")
+    assert code == 0
+    assert json.loads(out)["stages"][0]["result"] == {"dtype": "float16"}
+
+
+@pytest.mark.parametrize("command", [["--help"], ["apply", "--help"], ["eval", "--help"], ["package", "--help"], ["recipes", "--help"]])
+def test_help_has_examples(monkeypatch, capsys, command):
+    code, out, _ = run_cli(monkeypatch, capsys, *command)
+    assert code == 0 and "compressor" in out
