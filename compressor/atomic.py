@@ -1,5 +1,6 @@
 """Write a folder or file completely, or not at all."""
 
+import os
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -7,6 +8,12 @@ from pathlib import Path
 from typing import Iterator
 
 from compressor.errors import UserError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def refuse_existing(target: Path, force: bool) -> None:
@@ -21,6 +28,7 @@ def atomic_dir(target: Path, force: bool = False) -> Iterator[Path]:
     refuse_existing(target, force)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; the final folder should look normal
     try:
         yield staging
         if target.exists():
@@ -42,9 +50,8 @@ def atomic_file(target: Path, force: bool = False) -> Iterator[Path]:
     refuse_existing(target, force)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
-    import os
-
     os.close(fd)
+    os.chmod(name, 0o666 & ~_umask())
     staging = Path(name)
     try:
         yield staging

@@ -26,6 +26,7 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
         eos_token="<|im_end|>",
         pad_token="<|im_end|>",
         unk_token=None,
+        model_input_names=["input_ids", "attention_mask"],
     )
     fast.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS})
     return fast
