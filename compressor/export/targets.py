@@ -1,0 +1,134 @@
+"""Deployment targets as data (export/targets/*.yaml): schema, loading, config rewrites, folder checks."""
+
+import copy
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
+
+from compressor.errors import UserError
+from compressor.export.target_rules import RULES, ModelDir
+
+
+def _known_rule(rule_id: str) -> str:
+    if rule_id not in RULES:
+        raise ValueError(f"unknown rule {rule_id!r} (known: {', '.join(sorted(RULES))})")
+    return rule_id
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Runtime(Strict):
+    """The serving stack a target stands for (documentation, and the version rules compare against)."""
+
+    vllm: str | None = None
+    transformers: str | None = None
+    compressed_tensors: str | None = None
+    torch: str | None = None
+    gpu: str | None = None
+    tensor_parallel: int = Field(1, ge=1)
+
+
+class ConfigRewrites(Strict):
+    set: dict[str, Any] = Field(default_factory=dict, description="keys written into config.json")
+    rename: dict[str, str] = Field(default_factory=dict, description="old key -> new key (old key dropped)")
+
+
+class Layout(Strict):
+    zip_root: str = Field("model", pattern=r"^[A-Za-z0-9._-]+$", description="the one top-level folder in the zip")
+
+
+class Limits(Strict):
+    zipped_bytes: ByteSize | None = None
+    unzipped_bytes: ByteSize | None = None
+
+
+class Target(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str = ""
+    runtime: Runtime = Field(default_factory=Runtime)
+    config: ConfigRewrites = Field(default_factory=ConfigRewrites)
+    # each entry a glob, or a list of globs of which one must match ("tokenizer.json or tokenizer.model")
+    required_files: list[str | list[str]] = Field(default_factory=list)
+    layout: Layout = Field(default_factory=Layout)
+    limits: Limits = Field(default_factory=Limits)
+    checks: list[Annotated[str, AfterValidator(_known_rule)]] = Field(default_factory=list)
+    runtime_checks: list[str] = Field(default_factory=list, description="load in the real stack (not yet)")
+
+    @field_validator("runtime_checks")
+    @classmethod
+    def _no_runtime_checks_yet(cls, checks: list[str]) -> list[str]:
+        if checks:
+            raise ValueError("runtime checks are not supported yet; leave the list empty")
+        return checks
+
+
+def _format(source: str, error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")
+    message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{source}: {where or '(top level)'}: {message}{more}"
+
+
+def load_target(path: Path | str) -> Target:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such target file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise UserError(f"{path}: invalid YAML{where}: {getattr(error, 'problem', error)}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return Target.model_validate(data)
+    except ValidationError as error:
+        raise UserError(_format(str(path), error)) from None
+
+
+def rewrite_config(config: dict, target: Target) -> dict:
+    """A copy of `config` with the target's renames, then sets, applied (the input is untouched)."""
+    out = copy.deepcopy(config)
+    for old, new in target.config.rename.items():
+        if old in out:
+            out[new] = out.pop(old)  # the old key holds the current value; no stale copy stays behind
+    out.update(copy.deepcopy(target.config.set))
+    return out
+
+
+def missing_files(folder: Path, target: Target) -> list[str]:
+    problems = []
+    for entry in target.required_files:
+        patterns = [entry] if isinstance(entry, str) else entry
+        if not any(any(folder.glob(p)) for p in patterns):
+            problems.append(f"required_files: no {' or '.join(patterns)}")
+    return problems
+
+
+def check_model_dir(folder: Path, target: Target) -> list[str]:
+    """Problems of model folder `folder` for `target`, each prefixed by its rule id (empty: all good)."""
+    folder = Path(folder)
+    problems = missing_files(folder, target)
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        already = any("config.json" in p for p in problems)
+        return problems + (["config.json is missing"] if target.checks and not already else [])
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        return problems + [f"config.json: invalid JSON ({error})"]
+    model = ModelDir(folder, config)
+    for rule_id in target.checks:
+        try:
+            found = RULES[rule_id](model, target)
+        except (OSError, ValueError, KeyError, TypeError) as error:  # e.g. a truncated safetensors header
+            found = [f"could not check ({type(error).__name__}: {error})"]
+        problems += [f"{rule_id}: {p}" for p in found]
+    return problems
