@@ -1,0 +1,90 @@
+"""Runs inside the vLLM environment (.venv-vllm) as a subprocess: no compressor imports here.
+
+    python vllm_worker.py REQUEST.json RESULT.json
+
+REQUEST: {"model": DIR, "dtype": "auto", "max_model_len": 2048, "seed": 0,
+          "bench": {"prompt_tokens": 256, "new_tokens": 128, "runs": 5, "warmup": 1, "batch_sizes": [1, 8]},
+          "generate": {"prompts": [...], "max_tokens": 32}}
+RESULT:  {"load_s": .., "bench": {...}, "generate": [{"token_ids": [...], "text": ...}, ...], "versions": {...}}
+"""
+
+import json
+import statistics
+import sys
+import time
+
+
+def _tpot_ms(output) -> float | None:
+    """Time per output token from vLLM's own request timestamps (decode phase only)."""
+    stats = getattr(output, "metrics", None)
+    n = len(output.outputs[0].token_ids)
+    if stats is None or not getattr(stats, "first_token_ts", 0) or n < 2:
+        return None
+    return (stats.last_token_ts - stats.first_token_ts) / (n - 1) * 1000.0
+
+
+def bench(llm, spec: dict, vocab_size: int) -> dict:
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    params = SamplingParams(temperature=0.0, max_tokens=spec["new_tokens"], min_tokens=spec["new_tokens"],
+                            ignore_eos=True)
+    results = {}
+    for batch in spec.get("batch_sizes", [1]):
+        # fixed, distinct, deterministic prompts: token ids walk the vocabulary (no prefix-cache sharing)
+        prompts = [TokensPrompt(prompt_token_ids=[(7 + 13 * (i + 1) * (j + 1)) % (vocab_size - 100) + 50
+                                                  for j in range(spec["prompt_tokens"])]) for i in range(batch)]
+        for _ in range(spec.get("warmup", 1)):
+            llm.generate(prompts, params, use_tqdm=False)
+        wall, engine = [], []
+        for _ in range(spec["runs"]):
+            start = time.perf_counter()
+            outputs = llm.generate(prompts, params, use_tqdm=False)
+            elapsed = time.perf_counter() - start
+            wall.append(elapsed / spec["new_tokens"] * 1000.0)
+            per_request = [t for t in (_tpot_ms(o) for o in outputs) if t is not None]
+            if per_request:
+                engine.append(statistics.median(per_request))
+        values = engine or wall
+        results[str(batch)] = {
+            "tpt_ms_median": statistics.median(values), "tpt_ms_min": min(values), "tpt_ms_max": max(values),
+            "tpt_ms_runs": values, "source": "vllm request metrics" if engine else "wall clock / new tokens",
+            "wall_ms_per_step_median": statistics.median(wall),
+            "output_tokens_per_s": batch * 1000.0 / statistics.median(wall),
+        }
+    return results
+
+
+def generate(llm, spec: dict) -> list[dict]:
+    from vllm import SamplingParams
+
+    params = SamplingParams(temperature=0.0, max_tokens=spec.get("max_tokens", 32), logprobs=1)
+    outputs = llm.generate(spec["prompts"], params, use_tqdm=False)
+    return [{"token_ids": list(o.outputs[0].token_ids), "text": o.outputs[0].text,
+             "prompt_token_ids": list(o.prompt_token_ids)} for o in outputs]
+
+
+def main(request_path: str, result_path: str) -> None:
+    request = json.loads(open(request_path).read())
+    import vllm
+    import torch
+    import transformers
+    from vllm import LLM
+
+    start = time.perf_counter()
+    llm = LLM(model=request["model"], dtype=request.get("dtype", "auto"), seed=request.get("seed", 0),
+              max_model_len=request.get("max_model_len", 2048), disable_log_stats=False)
+    result = {"load_s": time.perf_counter() - start,
+              "versions": {"vllm": vllm.__version__, "torch": torch.__version__,
+                           "transformers": transformers.__version__}}
+    vocab_size = llm.llm_engine.model_config.get_vocab_size()
+    if "bench" in request:
+        result["bench"] = bench(llm, request["bench"], vocab_size)
+    if "generate" in request:
+        result["generate"] = generate(llm, request["generate"])
+    with open(result_path, "w") as handle:
+        json.dump(result, handle)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
