@@ -26,7 +26,7 @@ class ModelSpec(Strict):
 
 class PerplexitySpec(Strict):
     split: str = "eval"
-    limit: int = Field(64, gt=0, description="documents of the split to score")
+    limit: int = Field(32, gt=0, description="documents of the split to score")
     batch_size: int = Field(8, gt=0)
 
 

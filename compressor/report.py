@@ -50,7 +50,9 @@ def markdown(report: dict) -> str:
         lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         lat = ev["model"]["latency"]
-        lines += ["", f"Runtime {ev['runtime']} on {ev['device']}; Perf = {ev['perf_definition']}; "
+        dtypes = ", ".join(f"{k} {ev[k]['latency']['dtype']} (perplexity in {ev[k]['perplexity']['compute_dtype']})"
+                           for k in ("model", "baseline") if ev.get(k))
+        lines += ["", f"Runtime {ev['runtime']} on {ev['device']} (dtype: {dtypes}); Perf = {ev['perf_definition']}; "
                   f"time per output token: median of {lat['runs']} runs, {lat['prompt_tokens']}-token prompt, "
                   f"{lat['new_tokens']} new tokens, batch {lat['batch_size']}.",
                   "Score = max(0.5·PerfNorm + 0.5·SpeedNorm, 0), PerfNorm = perf/perf_base, SpeedNorm = 1 − tpt/tpt_base."]
