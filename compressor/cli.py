@@ -50,8 +50,9 @@ def cli():
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Output folder (default: recipe output.dir or out/<name>).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output folder.")
 @click.option("--no-eval", is_flag=True, help="Skip the recipe's evaluation.")
+@click.option("--fresh-baseline", is_flag=True, help="Re-measure the source instead of using the baseline cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-def apply(recipe_file, model_id, out_dir, force, no_eval, as_json):
+def apply(recipe_file, model_id, out_dir, force, no_eval, fresh_baseline, as_json):
     """Apply RECIPE_FILE: load the model, run the stages, write OUT/model, evaluate, report.
 
     \b
@@ -67,7 +68,8 @@ def apply(recipe_file, model_id, out_dir, force, no_eval, as_json):
     if model_id:
         recipe.model.id = model_id
     report = apply_recipe(recipe, str(recipe_file), out_dir=out_dir, force=force,
-                          evaluate=False if no_eval else None, progress=_progress_printer(not as_json))
+                          evaluate=False if no_eval else None, progress=_progress_printer(not as_json),
+                          fresh_baseline=fresh_baseline)
 
     def render(rep):
         console = _console()
@@ -79,26 +81,59 @@ def apply(recipe_file, model_id, out_dir, force, no_eval, as_json):
     _emit(report, as_json, render)
 
 
+def eval_options(fn):
+    """Options shared by `eval` (and the evaluation block of a recipe)."""
+    for option in reversed([
+        click.option("--runtime", type=click.Choice(["torch", "vllm"]), default="torch", show_default=True,
+                     help="torch in this environment, or vLLM (CPU build) from .venv-vllm."),
+        click.option("--suite", default="default", show_default=True, help="Suite name in eval/suites or a YAML path."),
+        click.option("--limit", type=int, default=None, help="Cap every task at this many items (quick runs)."),
+        click.option("--batch-size", type=int, default=8, show_default=True, help="lm-eval batch size."),
+        click.option("--prompt-tokens", type=int, default=256, show_default=True),
+        click.option("--new-tokens", type=int, default=128, show_default=True),
+        click.option("--runs", type=int, default=5, show_default=True, help="Timed runs (median reported)."),
+        click.option("--batch-sizes", default="1", show_default=True, help="Comma-separated; the first is scored."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def eval_spec_from_options(baseline: bool, runtime, suite, limit, batch_size, prompt_tokens, new_tokens, runs, batch_sizes):
+    from pydantic import ValidationError
+
+    from compressor.recipe import EvalSpec, format_validation_error
+
+    try:
+        return EvalSpec(baseline=baseline, runtime=runtime, suite=suite, limit=limit, batch_size=batch_size,
+                        latency={"prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "runs": runs,
+                                 "batch_sizes": [int(b) for b in batch_sizes.split(",")]})
+    except (ValidationError, ValueError) as error:
+        message = format_validation_error("options", error) if isinstance(error, ValidationError) else str(error)
+        raise UserError(message) from None
+
+
 @cli.command(name="eval")
 @click.argument("output_dir", type=click.Path(path_type=Path))
 @click.option("--baseline", help="Baseline model (default: the source recorded in model/compressor.json).")
 @click.option("--no-baseline", is_flag=True, help="Measure the model only.")
-@click.option("--ppl-docs", type=int, default=None, help="Number of corpus documents for perplexity.")
-@click.option("--runs", type=int, default=None, help="Timed generation runs (median is reported).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
+@click.option("--fresh-baseline", is_flag=True, help="Re-measure the baseline instead of using the cache.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N (torch runtime).")
+@eval_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def evaluate(output_dir, baseline, no_baseline, ppl_docs, runs, device, as_json):
-    """Evaluate OUTPUT_DIR/model against its source: perplexity, time per token, Score.
+def evaluate(output_dir, baseline, no_baseline, fresh_baseline, device, as_json, **options):
+    """Evaluate OUTPUT_DIR/model against its source: suite tasks, time per token, Score.
 
     \b
     Example:
       compressor eval out/fp16
-      compressor eval out/fp16 --baseline builtin:smollm2-135m --runs 9 --json
+      compressor eval out/fp16 --runtime vllm
+      compressor eval out/fp16 --suite quick --baseline builtin:smollm2-135m --json
     """
     from compressor.evaluate.evaluate_dir import evaluate_output
 
-    result = evaluate_output(output_dir, baseline=baseline, use_baseline=not no_baseline, ppl_docs=ppl_docs,
-                             runs=runs, device=device, progress=_progress_printer(not as_json))
+    spec = eval_spec_from_options(not no_baseline, **options)
+    result = evaluate_output(output_dir, spec, baseline=baseline, device=device, fresh_baseline=fresh_baseline,
+                             progress=_progress_printer(not as_json))
 
     def render(rep):
         from compressor.report import rich_table

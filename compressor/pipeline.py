@@ -22,7 +22,7 @@ def _quiet(message: str) -> None:
 
 
 def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force: bool = False,
-                 evaluate: bool | None = None, progress=_quiet) -> dict:
+                 evaluate: bool | None = None, progress=_quiet, fresh_baseline: bool = False) -> dict:
     """Apply `recipe`; returns the report (also written to `out_dir/report.json`)."""
     started = time.perf_counter()
     out_dir = Path(out_dir or recipe.output_dir())
@@ -80,7 +80,7 @@ def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force:
             from compressor.evaluate.judge import judge
 
             baseline = source.path if recipe.eval.baseline else None
-            report["eval"] = judge(staging / "model", baseline, recipe.eval, device, progress)
+            report["eval"] = judge(staging / "model", baseline, recipe.eval, device, progress, fresh_baseline)
         report["seconds"] = round(time.perf_counter() - started, 2)
         write_reports(report, staging)
     return report

@@ -24,23 +24,22 @@ class ModelSpec(Strict):
     trust_remote_code: bool = False
 
 
-class PerplexitySpec(Strict):
-    split: str = "eval"
-    limit: int = Field(32, gt=0, description="documents of the split to score")
-    batch_size: int = Field(8, gt=0)
-
-
 class LatencySpec(Strict):
-    prompt_tokens: int = Field(128, gt=0)
-    new_tokens: int = Field(32, ge=2)
+    prompt_tokens: int = Field(256, gt=0)
+    new_tokens: int = Field(128, ge=2)
     runs: int = Field(5, gt=0)
     warmup: int = Field(1, ge=0)
+    batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1,
+                                   description="the first one is used for Score")
 
 
 class EvalSpec(Strict):
     enabled: bool = True
-    baseline: bool = Field(True, description="also measure the source model in the same run")
-    perplexity: PerplexitySpec = Field(default_factory=PerplexitySpec)
+    baseline: bool = Field(True, description="also measure the source model (or reuse its cached result)")
+    suite: str = Field("default", description="a suite in eval/suites or a path to a suite YAML")
+    runtime: Literal["torch", "vllm"] = "torch"
+    limit: int | None = Field(None, gt=0, description="cap every task at this many items (quick runs)")
+    batch_size: int = Field(8, gt=0)
     latency: LatencySpec = Field(default_factory=LatencySpec)
 
 

