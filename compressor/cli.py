@@ -164,6 +164,53 @@ def package(output_dir, target_file, force, as_json):
         f"wrote {r['zip']} ({r['zipped_bytes'] / 2**20:.1f} MB, {len(r['files'])} files) for target {r['target']}"))
 
 
+@cli.command()
+@click.argument("output_dir", type=click.Path(path_type=Path))
+@click.option("--runtime", type=click.Choice(["torch", "vllm"]), default="torch", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N (torch runtime).")
+@click.option("--prompt-tokens", type=int, default=256, show_default=True)
+@click.option("--new-tokens", type=int, default=128, show_default=True)
+@click.option("--runs", type=int, default=5, show_default=True, help="Timed runs after warm-up (median and spread).")
+@click.option("--warmup", type=int, default=1, show_default=True)
+@click.option("--batch-sizes", default="1,8", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def bench(output_dir, runtime, device, prompt_tokens, new_tokens, runs, warmup, batch_sizes, as_json):
+    """Time per output token of OUTPUT_DIR/model (greedy, fixed prompt/output length, warm-up, median of runs).
+
+    \b
+    Example:
+      compressor bench out/fp16
+      compressor bench out/fp16 --runtime vllm --batch-sizes 1,8 --json
+    """
+    from compressor.evaluate.bench import bench_torch, bench_vllm
+    from compressor.evaluate.evaluate_dir import model_folder
+    from compressor.models.sources import pick_device
+
+    spec = eval_spec_from_options(False, "torch", "default", None, 8, prompt_tokens, new_tokens, runs, batch_sizes)
+    folder = model_folder(output_dir)
+    sizes = spec.latency.batch_sizes
+    if runtime == "vllm":
+        result = bench_vllm(folder, prompt_tokens, new_tokens, runs, warmup, sizes)
+    else:
+        result = bench_torch(folder, pick_device(device), prompt_tokens, new_tokens, runs, warmup, sizes)
+
+    def render(res):
+        from rich.table import Table
+
+        table = Table(title=f"{folder} on {res['runtime']} ({res['device']}), {prompt_tokens}+{new_tokens} tokens")
+        for column in ("batch", "ms/token median", "min", "max", "tokens/s"):
+            table.add_column(column, justify="right")
+        for batch, b in res["batches"].items():
+            table.add_row(batch, f"{b['tpt_ms_median']:.2f}", f"{b['tpt_ms_min']:.2f}", f"{b['tpt_ms_max']:.2f}",
+                          f"{b['output_tokens_per_s']:.1f}")
+        console = _console()
+        console.print(table)
+        if res.get("peak_rss_mb"):
+            console.print(f"peak RSS {res['peak_rss_mb']:.0f} MB")
+
+    _emit(result, as_json, render)
+
+
 @cli.group()
 def recipes():
     """List, validate and describe recipes."""

@@ -49,7 +49,7 @@ def measure_torch(folder: Path, suite: Suite, spec, device, progress) -> dict:
 
 
 def measure_vllm(folder: Path, suite: Suite, spec, progress) -> dict:
-    from compressor.runtimes.vllm import run_vllm
+    from compressor.runtimes.vllm_runtime import run_vllm
 
     with include_folder(suite) as tasks_dir:
         tasks = [{"task": t.task, "limit": min(x for x in (t.limit, spec.limit) if x) if (t.limit or spec.limit) else None}

