@@ -211,6 +211,22 @@ def bench(output_dir, runtime, device, prompt_tokens, new_tokens, runs, warmup, 
     _emit(result, as_json, render)
 
 
+@cli.command(name="report")
+@click.argument("output_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON on stdout.")
+def report_command(output_dirs, as_json):
+    """Tabulate several outputs side by side, sorted by Score (from each report.json).
+
+    \b
+    Example:
+      compressor report out/*
+    """
+    from compressor.report import comparison_rows, comparison_table
+
+    rows = comparison_rows(output_dirs)
+    _emit({"rows": rows}, as_json, lambda r: _console().print(comparison_table(r["rows"])))
+
+
 @cli.group()
 def recipes():
     """List, validate and describe recipes."""

@@ -91,3 +91,37 @@ def rich_table(report: dict, title: str | None = None):
     for r in summary_rows(report):
         table.add_row(*r)
     return table
+
+
+def comparison_rows(output_dirs) -> list[dict]:
+    """One row per output folder with a report.json holding an evaluation, best Score first."""
+    from compressor.errors import UserError
+
+    rows = []
+    for folder in output_dirs:
+        path = Path(folder) / "report.json"
+        if not path.is_file():
+            continue
+        report = json.loads(path.read_text())
+        ev = report.get("eval") or {}
+        if "score" not in ev:
+            continue
+        rows.append({"output": str(folder), "recipe": report["recipe"], "runtime": ev["runtime"],
+                     "size_mb": report["model"]["size_mb"], "perf": ev["model"]["perf"], "tpt_ms": ev["model"]["tpt_ms"],
+                     "word_ppl": _ppl(ev["model"]), "perf_norm": ev["perf_norm"], "speed_norm": ev["speed_norm"],
+                     "score": ev["score"]})
+    if not rows:
+        raise UserError("no report.json with an evaluation in: " + " ".join(str(f) for f in output_dirs))
+    return sorted(rows, key=lambda r: r["score"], reverse=True)
+
+
+def comparison_table(rows: list[dict]):
+    from rich.table import Table
+
+    table = Table(title="outputs by Score")
+    columns = ("output", "runtime", "size_mb", "perf", "word_ppl", "tpt_ms", "perf_norm", "speed_norm", "score")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("output", "runtime") else "right")
+    for r in rows:
+        table.add_row(*(_fmt(r[c], 2 if c in ("size_mb", "word_ppl", "tpt_ms") else 3) for c in columns))
+    return table

@@ -58,3 +58,15 @@ def test_apply_json_output(monkeypatch, capsys, tmp_path, tiny_llama_dir):
 def test_help_has_examples(monkeypatch, capsys, command):
     code, out, _ = run_cli(monkeypatch, capsys, *command)
     assert code == 0 and "compressor" in out
+
+
+def test_report_sorts_outputs_by_score(monkeypatch, capsys, tmp_path):
+    for name, score in (("a", 0.4), ("b", 0.6)):
+        (tmp_path / name).mkdir()
+        ev = {"runtime": "torch", "perf_norm": 1.0, "speed_norm": 0.0, "score": score,
+              "model": {"perf": 0.7, "tpt_ms": 20.0, "tasks": {}}}
+        (tmp_path / name / "report.json").write_text(json.dumps({"recipe": name, "model": {"size_mb": 1.0}, "eval": ev}))
+    code, out, _ = run_cli(monkeypatch, capsys, "report", str(tmp_path / "a"), str(tmp_path / "b"), "--json")
+    assert code == 0 and [r["recipe"] for r in json.loads(out)["rows"]] == ["b", "a"]
+    code, _, err = run_cli(monkeypatch, capsys, "report", str(tmp_path / "missing"))
+    assert code == 2 and "no report.json" in err
