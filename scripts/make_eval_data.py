@@ -11,10 +11,13 @@ writes
 - ``eval/data/retrieval.jsonl``: pass-key and key-value retrieval items
   ``{"context", "question", "answer", "answer_prefix", "kind", "n_tokens", "depth"}``: a needle
   inserted between paragraphs of real filler text (``eval/data/corpus/long.jsonl``, CPython
-  docstrings) whose length is measured with the SmolLM2 tokenizer.
+  docstrings) at a depth of 0.1-0.9, in contexts of 256-1024 SmolLM2 tokens by default
+  (``n_tokens`` counts the context alone, measured with the SmolLM2 tokenizer). One item in
+  three is a pass key; the others ask for one of seven "secret code" entries.
 
-Everything is drawn from one ``random.Random(seed)``; the output depends only on the seed, the
-lexicons, the corpus file and the tokenizer. Nothing is randomised at evaluation time.
+The pairs are drawn from ``random.Random(seed)``, the retrieval items from
+``random.Random(seed + 1)``; the output depends only on the seed, the options, the lexicons, the
+corpus file and the tokenizer. Nothing is randomised at evaluation time. See eval/README.md.
 """
 
 from __future__ import annotations
@@ -254,7 +257,9 @@ KV_NOUNS = ["box", "door", "lamp", "book", "garden", "ship", "tower", "bridge", 
 KV_WORDS = ["falcon", "copper", "meadow", "lantern", "harbor", "violet", "thunder", "marble",
             "pepper", "canyon", "orchid", "walnut", "glacier", "saddle", "comet", "ginger",
             "velvet", "anchor", "maple", "rocket", "island", "banjo", "cactus", "dolphin"]
-N_DISTRACTORS = 3
+N_DISTRACTORS = 6
+PASSKEY_EVERY = 3  # one item in three is a pass key (saturates on SmolLM2), the rest key-value
+
 
 def load_paragraphs(path: Path) -> list[str]:
     paras = []
@@ -267,7 +272,8 @@ def load_paragraphs(path: Path) -> list[str]:
 
 
 def make_retrieval(rng: random.Random, tokenizer, n_items: int, min_tokens: int,
-                   max_tokens: int, n_distractors: int = N_DISTRACTORS) -> list[dict]:
+                   max_tokens: int, n_distractors: int = N_DISTRACTORS,
+                   shared_keys: bool = False) -> list[dict]:
     paras = load_paragraphs(CORPUS_LONG)
     n_tok = lambda s: len(tokenizer(s, add_special_tokens=False)["input_ids"])  # noqa: E731
     para_tokens = [n_tok(p) for p in paras]
@@ -281,7 +287,7 @@ def make_retrieval(rng: random.Random, tokenizer, n_items: int, min_tokens: int,
 
     items = []
     for i in range(n_items):
-        kind = "passkey" if i % 2 == 0 else "kv"
+        kind = "passkey" if i % PASSKEY_EVERY == 0 else "kv"
         if kind == "passkey":
             answer = str(rng.randint(10000, 99999))
             needle = f"The pass key is {answer}. Remember it. {answer} is the pass key."
@@ -289,13 +295,19 @@ def make_retrieval(rng: random.Random, tokenizer, n_items: int, min_tokens: int,
             prefix = "The pass key is"
             distractors = []
         else:
-            # Distractor keys share the adjective or the noun of the asked-for key.
             adj, noun = rng.choice(KV_ADJECTIVES), rng.choice(KV_NOUNS)
-            same_adj = [(adj, n) for n in rng.sample([n for n in KV_NOUNS if n != noun],
-                                                     (n_distractors + 1) // 2)]
-            same_noun = [(a, noun) for a in rng.sample([a for a in KV_ADJECTIVES if a != adj],
+            if shared_keys:
+                # Distractor keys share the adjective or the noun of the asked-for key.
+                keys = [(adj, noun)]
+                keys += [(adj, n) for n in rng.sample([n for n in KV_NOUNS if n != noun],
+                                                      (n_distractors + 1) // 2)]
+                keys += [(a, noun) for a in rng.sample([a for a in KV_ADJECTIVES if a != adj],
                                                        n_distractors // 2)]
-            keys = [(adj, noun)] + same_adj + same_noun
+            else:
+                # Distractor keys share neither the adjective nor the noun.
+                keys = [(adj, noun)] + list(zip(
+                    rng.sample([a for a in KV_ADJECTIVES if a != adj], n_distractors),
+                    rng.sample([n for n in KV_NOUNS if n != noun], n_distractors)))
             values = []
             for _ in keys:
                 while True:
@@ -335,12 +347,10 @@ def make_retrieval(rng: random.Random, tokenizer, n_items: int, min_tokens: int,
         pieces = list(chosen)
         for text in distractors:
             pieces.insert(rng.randrange(len(pieces) + 1), text)
-        cum = [0]
-        for p in pieces:
-            cum.append(cum[-1] + n_tok(p) + 2)
-        slots = range(1, len(pieces))
-        inside = [k for k in slots if 0.1 <= cum[k] / cum[-1] <= 0.9] or list(slots)
-        slot = min(inside, key=lambda k: abs(cum[k] / cum[-1] - depths[i]))
+        n_total = n_tok("\n\n".join(pieces + [needle]))
+        depth_at = {k: n_tok("\n\n".join(pieces[:k])) / n_total for k in range(1, len(pieces))}
+        inside = [k for k, d in depth_at.items() if 0.1 <= d <= 0.9] or list(depth_at)
+        slot = min(inside, key=lambda k: abs(depth_at[k] - depths[i]))
         pieces.insert(slot, needle)
         context = "\n\n".join(pieces)
         before = "\n\n".join(pieces[:pieces.index(needle)])
@@ -376,9 +386,11 @@ def main() -> None:
     ap.add_argument("--pairs-per-phenomenon", type=int, default=PAIRS_PER_PHENOMENON)
     ap.add_argument("--retrieval-items", type=int, default=100)
     ap.add_argument("--kv-distractors", type=int, default=N_DISTRACTORS)
+    ap.add_argument("--kv-shared-keys", action="store_true",
+                    help="distractor keys share the adjective or noun of the asked-for key")
     ap.add_argument("--out-dir", default=str(OUT), help="where to write (default eval/data)")
-    ap.add_argument("--min-tokens", type=int, default=512)
-    ap.add_argument("--max-tokens", type=int, default=2048)
+    ap.add_argument("--min-tokens", type=int, default=256)
+    ap.add_argument("--max-tokens", type=int, default=1024)
     args = ap.parse_args()
 
     from transformers import AutoTokenizer
@@ -396,7 +408,7 @@ def main() -> None:
 
     rng = random.Random(args.seed + 1)
     items = make_retrieval(rng, tokenizer, args.retrieval_items, args.min_tokens,
-                           args.max_tokens, args.kv_distractors)
+                           args.max_tokens, args.kv_distractors, args.kv_shared_keys)
     path = out / "retrieval.jsonl"
     write_jsonl(path, items)
     kinds = Counter(it["kind"] for it in items)

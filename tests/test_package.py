@@ -20,8 +20,15 @@ LG = TARGETS / "lg-aimers.yaml"
 
 
 @pytest.fixture(scope="module")
-def lg():
+def lg_full():
     return load_target(LG)
+
+
+@pytest.fixture(scope="module")
+def lg(lg_full):
+    """lg-aimers without its runtime checks (a fresh transformers process each): the tests below are about
+    staging, rules and zipping; test_lg_aimers_runtime_check* cover the runtime checks."""
+    return lg_full.model_copy(update={"runtime_checks": []})
 
 
 def make_out(tmp_path: Path, tiny: Path, **config_edits) -> Path:
@@ -184,6 +191,30 @@ def test_quantized_embeddings_and_untied_head_are_caught(tmp_path, lg):
     assert any(p.startswith("tied_embeddings_consistent:") for p in problems)
 
 
+def test_lg_aimers_runtime_check_runs_before_zipping(tmp_path, tiny_llama_dir, lg_full):
+    assert lg_full.runtime_checks == ["transformers"]
+    out = make_out(tmp_path, tiny_llama_dir)
+    result = package(out, lg_full)
+    [check] = result["runtime_checks"]
+    assert check["runtime"] == "transformers" and check["passed"]
+    assert check["agreement"] == 1.0 and check["prefix_agreement"] == 1.0  # fp32 weights: identical
+    assert check["versions"]["transformers"] == "4.57.3"
+    assert zipfile.is_zipfile(out / "submit.zip")
+
+
+def test_lg_aimers_runtime_check_failure_refuses_zip(tmp_path, tiny_llama_dir, lg_full):
+    out = make_out(tmp_path, tiny_llama_dir)
+    weights = out / "model" / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])  # header intact (the rules pass), tensor data cut short
+    with pytest.raises(CheckFailed, match=r"fails target lg-aimers: runtime check transformers: staged model: "
+                                          r"does not load") as info:
+        package(out, lg_full)
+    assert "\n" not in str(info.value)
+    assert not (out / "submit.zip").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
 def test_bad_target_yaml(tmp_path):
     text = LG.read_text()
     unknown_key = tmp_path / "unknown-key.yaml"
@@ -201,6 +232,12 @@ def test_bad_target_yaml(tmp_path):
     bad_size.write_text(text.replace("zipped_bytes: 10 GB", "zipped_bytes: ten"))
     with pytest.raises(UserError, match=rf"^{bad_size}: limits.zipped_bytes: "):
         load_target(bad_size)
+
+    unknown_runtime = tmp_path / "unknown-runtime.yaml"
+    unknown_runtime.write_text(text.replace("runtime_checks: [transformers]", "runtime_checks: [transformers, onnx]"))
+    with pytest.raises(UserError, match=rf"^{unknown_runtime}: runtime_checks\[1\]: unknown runtime 'onnx' "
+                                        r"\(known: transformers, vllm\)$"):
+        load_target(unknown_runtime)
 
     with pytest.raises(UserError, match="no such target file"):
         load_target(tmp_path / "nope.yaml")

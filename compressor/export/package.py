@@ -1,4 +1,5 @@
-"""`compressor package`: stage OUT/model, rewrite its config for a target, check it, zip it to OUT/submit.zip."""
+"""`compressor package`: stage OUT/model, rewrite its config for a target, check it (rules, then the target's
+runtime checks), zip it to OUT/submit.zip."""
 
 import json
 import os
@@ -63,8 +64,33 @@ def _over(what: str, size: int, limit) -> list[str]:
     return [f"limits: {what} size {size / 1e9:.2f} GB exceeds {limit / 1e9:.2f} GB"] if limit and size > limit else []
 
 
-def package(output_dir: Path, target: Target, force: bool = False) -> dict:
-    """Check a staged, rewritten copy of `output_dir/model` against `target` and write `output_dir/submit.zip`."""
+def _quiet(message: str) -> None:
+    pass
+
+
+def _runtime_checks(staged: Path, source: Path, target: Target, progress) -> list[dict]:
+    """`compressor check` of the staged (rewritten) folder in each of the target's runtimes; refuse on failure."""
+    from compressor.export.check import check_output
+
+    results = []
+    for runtime in target.runtime_checks:
+        progress(f"runtime check: {runtime}")
+        try:
+            result = check_output(staged, runtime, progress=progress)
+        except CheckFailed as error:
+            raise CheckFailed(f"{source}: fails target {target.name}: runtime check {runtime}: "
+                              f"{str(error).replace(str(staged), 'staged model')}") from None
+        if not result["passed"]:
+            raise CheckFailed(f"{source}: fails target {target.name}: runtime check {runtime}: "
+                              + "; ".join(result["reasons"]))
+        results.append({"runtime": runtime, "passed": True, **result["summary"],
+                        "versions": result["runtime_info"]["versions"], "seconds": result["seconds"]["total"]})
+    return results
+
+
+def package(output_dir: Path, target: Target, force: bool = False, progress=_quiet) -> dict:
+    """Check a staged, rewritten copy of `output_dir/model` against `target` (rules, then runtime checks)
+    and write `output_dir/submit.zip`."""
     output_dir = Path(output_dir)
     source = output_dir / "model"
     if not source.is_dir():
@@ -81,6 +107,7 @@ def package(output_dir: Path, target: Target, force: bool = False) -> dict:
         problems = check_model_dir(staged, target) + _over("unzipped", unzipped, target.limits.unzipped_bytes)
         if problems:
             raise CheckFailed(f"{source}: fails target {target.name}: " + "; ".join(problems))
+        checked = _runtime_checks(staged, source, target, progress)
         names = [f"{root}/{rel.as_posix()}" for rel in files]
         with atomic_file(zip_path, force) as partial:
             with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
@@ -98,4 +125,5 @@ def package(output_dir: Path, target: Target, force: bool = False) -> dict:
         "unzipped_bytes": unzipped,
         "target": target.name,
         "rewrites": rewrites,
+        "runtime_checks": checked,
     }

@@ -18,6 +18,14 @@ def _known_rule(rule_id: str) -> str:
     return rule_id
 
 
+def _known_runtime(runtime: str) -> str:
+    from compressor.export.check import RUNTIMES
+
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r} (known: {', '.join(RUNTIMES)})")
+    return runtime
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -57,13 +65,14 @@ class Target(Strict):
     layout: Layout = Field(default_factory=Layout)
     limits: Limits = Field(default_factory=Limits)
     checks: list[Annotated[str, AfterValidator(_known_rule)]] = Field(default_factory=list)
-    runtime_checks: list[str] = Field(default_factory=list, description="load in the real stack (not yet)")
+    runtime_checks: list[Annotated[str, AfterValidator(_known_runtime)]] = Field(
+        default_factory=list, description="runtimes the staged folder must load and generate in (`compressor check`)")
 
     @field_validator("runtime_checks")
     @classmethod
-    def _no_runtime_checks_yet(cls, checks: list[str]) -> list[str]:
-        if checks:
-            raise ValueError("runtime checks are not supported yet; leave the list empty")
+    def _no_duplicates(cls, checks: list[str]) -> list[str]:
+        if len(set(checks)) != len(checks):
+            raise ValueError("runtime_checks has duplicates")
         return checks
 
 

@@ -4,8 +4,11 @@
 
 REQUEST: {"model": DIR, "dtype": "auto", "max_model_len": 2048, "seed": 0,
           "bench": {"prompt_tokens": 256, "new_tokens": 128, "runs": 5, "warmup": 1, "batch_sizes": [1, 8]},
-          "generate": {"prompts": [...], "max_tokens": 32}}
-RESULT:  {"load_s": .., "bench": {...}, "generate": [{"token_ids": [...], "text": ...}, ...], "versions": {...}}
+          "generate": {"prompts": [...], "max_tokens": 32,
+                       "prompt_token_ids": [[...], ...], "min_tokens": 32, "logprobs": 5}}  # last three optional
+RESULT:  {"load_s": .., "bench": {...}, "versions": {...},
+          "generate": [{"token_ids": [...], "text": ..., "prompt_token_ids": [...],
+                        "first_logprobs": {id: logprob}, "text_prompt_token_ids": [...]}, ...]}
 """
 
 import json
@@ -55,13 +58,40 @@ def bench(llm, spec: dict, vocab_size: int) -> dict:
     return results
 
 
-def generate(llm, spec: dict) -> list[dict]:
-    from vllm import SamplingParams
+def _first_step_logprobs(completion) -> dict[str, float] | None:
+    """{token id: logprob} of the first generated position (vLLM's top-k plus the chosen token)."""
+    steps = getattr(completion, "logprobs", None)
+    if not steps or steps[0] is None:
+        return None
+    return {str(token): float(getattr(value, "logprob", value)) for token, value in steps[0].items()}
 
-    params = SamplingParams(temperature=0.0, max_tokens=spec.get("max_tokens", 32), logprobs=1)
-    outputs = llm.generate(spec["prompts"], params, use_tqdm=False)
-    return [{"token_ids": list(o.outputs[0].token_ids), "text": o.outputs[0].text,
-             "prompt_token_ids": list(o.prompt_token_ids)} for o in outputs]
+
+def generate(llm, spec: dict) -> list[dict]:
+    """Greedy continuations of spec["prompts"].
+
+    With spec["prompt_token_ids"] the model runs on those ids (the caller's tokenizer), and each result's
+    "text_prompt_token_ids" holds what vLLM's own tokenizer makes of the text (a one-token run per prompt).
+    "min_tokens" keeps EOS from ending a continuation early; "logprobs": k adds the first step's top-k.
+    """
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    max_tokens = spec.get("max_tokens", 32)
+    params = SamplingParams(temperature=0.0, max_tokens=max_tokens, logprobs=spec.get("logprobs", 1),
+                            min_tokens=min(spec.get("min_tokens", 0), max_tokens))
+    ids = spec.get("prompt_token_ids")
+    inputs = [TokensPrompt(prompt_token_ids=list(p)) for p in ids] if ids else spec["prompts"]
+    outputs = llm.generate(inputs, params, use_tqdm=False)
+    results = [{"token_ids": list(o.outputs[0].token_ids), "text": o.outputs[0].text,
+                "prompt_token_ids": list(o.prompt_token_ids)} for o in outputs]
+    if spec.get("logprobs"):
+        for result, o in zip(results, outputs):
+            result["first_logprobs"] = _first_step_logprobs(o.outputs[0])
+    if ids:
+        tokenized = llm.generate(spec["prompts"], SamplingParams(temperature=0.0, max_tokens=1), use_tqdm=False)
+        for result, o in zip(results, tokenized):
+            result["text_prompt_token_ids"] = list(o.prompt_token_ids)
+    return results
 
 
 def lm_eval_tasks(lm, spec: dict) -> dict:

@@ -1,0 +1,269 @@
+"""`compressor check DIR --runtime R`: does R load the output and generate what the tool itself generates?
+
+The reference is this tool's own greedy output: the folder loaded with `load_model` on CPU, weights
+upcast to fp32 (fp16/bf16 values are exact in fp32). The runtime gets the reference's prompt token ids,
+so both sides run the same ids; its own tokenization of the prompt texts is compared separately
+(tokenizer drift between transformers versions is a real trap). Greedy continuations are compared
+position by position and up to the first divergence; the first step's logits (log-probs for vLLM) too.
+"""
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from compressor.errors import CheckFailed, UserError
+
+RUNTIMES = ("transformers", "vllm")
+PROMPTS = ("The capital of France is", "def fibonacci(n):", "대한민국의 수도는", "1, 2, 3, 4,")
+DEFAULT_MIN_AGREEMENT = 0.5  # greedy legitimately diverges after near-ties once weights are half precision
+TOP_LOGPROBS = 5
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def greedy(model, prompt_ids: list[list[int]], max_tokens: int) -> list[dict]:
+    """Greedy continuation of each prompt (batch 1, no padding): exactly `max_tokens` ids and first-step logits.
+
+    Self-contained (it also runs, as source, in the fresh transformers subprocess).
+    """
+    import torch
+    from transformers import GenerationConfig
+
+    # a fresh config: the checkpoint's generation_config.json (sampling, lengths) must not steer the check;
+    # min_new_tokens masks EOS so every continuation has max_tokens ids (vLLM: min_tokens)
+    config = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=max_tokens, min_new_tokens=max_tokens)
+    out = []
+    for ids in prompt_ids:
+        input_ids = torch.tensor([ids], dtype=torch.long, device=model.device)
+        with torch.no_grad():
+            generated = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
+                                       generation_config=config, use_model_defaults=False,
+                                       return_dict_in_generate=True, output_logits=True)
+        out.append({"token_ids": generated.sequences[0, len(ids):].tolist(),
+                    "first_logits": generated.logits[0][0].float().cpu()})
+    return out
+
+
+def reference(folder: Path, prompts: list[str], max_tokens: int) -> dict:
+    """The tool's own greedy output: `load_model` on CPU in fp32."""
+    import torch
+    import transformers
+
+    from compressor.models.sources import load_model
+
+    start = time.perf_counter()
+    try:
+        model, tokenizer = load_model(folder, torch.device("cpu"), torch.float32)
+    except Exception as error:  # corrupt weights, unknown architecture, ...: one line for the user
+        raise CheckFailed(f"{folder}: does not load in transformers {transformers.__version__} (reference): "
+                          f"{_one_line(f'{type(error).__name__}: {error}')}") from None
+    prompt_ids = [tokenizer(p).input_ids for p in prompts]
+    runs = greedy(model, prompt_ids, max_tokens)
+    texts = [tokenizer.decode(r["token_ids"]) for r in runs]
+    del model
+    return {"prompt_token_ids": prompt_ids, "runs": runs, "texts": texts, "dtype": "float32",
+            "versions": {"transformers": str(transformers.__version__), "torch": str(torch.__version__)},
+            "seconds": round(time.perf_counter() - start, 2)}
+
+
+_TRANSFORMERS_MAIN = '''
+def main(request_path, result_path):
+    import json, time
+    import torch, transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    request = json.load(open(request_path))
+    start = time.perf_counter()
+    model, info = AutoModelForCausalLM.from_pretrained(request["model"], dtype="auto", output_loading_info=True)
+    problems = []
+    for key in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        names = sorted(k if isinstance(k, str) else k[0] for k in (info or {}).get(key) or [])
+        if names:
+            problems.append(f"{len(names)} {key.replace('_', ' ')} (e.g. {names[0]})")
+    if problems:  # transformers only warns, then runs on randomly initialised weights
+        raise RuntimeError("weights do not match config.json: " + ", ".join(problems))
+    tokenizer = AutoTokenizer.from_pretrained(request["model"])
+    load_s = time.perf_counter() - start
+    runs = greedy(model.eval(), request["prompt_token_ids"], request["max_tokens"])
+    torch.save({"runs": runs, "texts": [tokenizer.decode(r["token_ids"]) for r in runs],
+                "text_prompt_token_ids": [tokenizer(p).input_ids for p in request["prompts"]],
+                "dtype": str(model.dtype).removeprefix("torch."), "load_s": load_s,
+                "versions": {"transformers": str(transformers.__version__), "torch": str(torch.__version__)}}, result_path)
+
+
+if __name__ == "__main__":
+    import json, sys
+    try:
+        main(sys.argv[1], sys.argv[2])
+    except Exception as error:
+        json.dump({"error": f"{type(error).__name__}: {error}"}, open(sys.argv[2] + ".error.json", "w"))
+        sys.exit(1)
+'''
+
+
+def run_transformers(folder: Path, prompts: list[str], prompt_ids: list[list[int]], max_tokens: int,
+                     timeout_s: float = 1800) -> dict:
+    """Stock `AutoModelForCausalLM.from_pretrained(folder, dtype="auto")` in a fresh Python, greedy on `prompt_ids`."""
+    import torch
+
+    script = "\n".join(["import torch", inspect.getsource(greedy), _TRANSFORMERS_MAIN])
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    with tempfile.TemporaryDirectory(prefix="compressor-check-") as tmp:
+        request, result = Path(tmp) / "request.json", Path(tmp) / "result.pt"
+        request.write_text(json.dumps({"model": str(Path(folder).resolve()), "prompts": prompts,
+                                       "prompt_token_ids": prompt_ids, "max_tokens": max_tokens}))
+        try:
+            done = subprocess.run([sys.executable, "-c", script, str(request), str(result)], cwd=tmp, env=env,
+                                  capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise CheckFailed(f"{folder}: transformers did not finish within {timeout_s:.0f} s") from None
+        error = Path(str(result) + ".error.json")
+        if done.returncode != 0 or not result.is_file():
+            reason = json.loads(error.read_text())["error"] if error.is_file() else \
+                ([line for line in done.stderr.splitlines() if line.strip()] or ["no output"])[-1]
+            raise CheckFailed(f"{folder}: does not load in transformers (stock from_pretrained): {_one_line(reason)}")
+        return torch.load(result, weights_only=True)
+
+
+def run_vllm_check(folder: Path, prompts: list[str], prompt_ids: list[list[int]], max_tokens: int) -> dict:
+    from compressor.runtimes.vllm_runtime import require_vllm, run_vllm
+
+    require_vllm()  # no vLLM environment is the user's setup, not a failed check
+    request = {"model": str(folder), "max_model_len": 1024,
+               "generate": {"prompts": prompts, "prompt_token_ids": prompt_ids, "max_tokens": max_tokens,
+                            "min_tokens": max_tokens, "logprobs": TOP_LOGPROBS}}
+    try:
+        result = run_vllm(request)
+    except CheckFailed:
+        raise
+    except UserError as error:  # "vLLM failed on DIR: <its last error line>"
+        raise CheckFailed(_one_line(str(error))) from None
+    generated = result["generate"]
+    return {"runs": [{"token_ids": g["token_ids"], "first_logprobs": g.get("first_logprobs")} for g in generated],
+            "texts": [g["text"] for g in generated],
+            "text_prompt_token_ids": [g.get("text_prompt_token_ids", g["prompt_token_ids"]) for g in generated],
+            "dtype": result.get("dtype"), "load_s": result.get("load_s"), "versions": result.get("versions", {})}
+
+
+RUNNERS = {"transformers": run_transformers, "vllm": run_vllm_check}
+
+
+def _positions(expected: list[int], got: list[int], n: int) -> tuple[float, int]:
+    same = [i < len(got) and got[i] == expected[i] for i in range(min(n, len(expected)))]
+    prefix = next((i for i, ok in enumerate(same) if not ok), len(same))
+    return sum(same) / n, prefix
+
+
+def _first_step_diff(ref_logits, run: dict) -> dict:
+    import torch
+
+    if run.get("first_logits") is not None:
+        got = run["first_logits"]
+        if got.shape != ref_logits.shape:
+            return {"logits_max_abs_diff": None}
+        return {"logits_max_abs_diff": round(float((got.float() - ref_logits).abs().max()), 5)}
+    if run.get("first_logprobs"):  # vLLM: log-softmax of the raw logits, top-k ids only
+        ref = torch.log_softmax(ref_logits.float(), dim=-1)
+        diffs = [abs(lp - float(ref[int(t)])) for t, lp in run["first_logprobs"].items() if int(t) < len(ref)]
+        return {"logprobs_max_abs_diff": round(max(diffs), 5) if diffs else None}
+    return {}
+
+
+def compare(prompts: list[str], ref: dict, got: dict, max_tokens: int) -> list[dict]:
+    rows = []
+    for i, prompt in enumerate(prompts):
+        expected, run = ref["runs"][i], got["runs"][i]
+        agreement, prefix = _positions(expected["token_ids"], run["token_ids"], max_tokens)
+        rows.append({
+            "prompt": prompt,
+            "prompt_token_ids": ref["prompt_token_ids"][i],
+            "prompt_ids_match": list(got["text_prompt_token_ids"][i]) == list(ref["prompt_token_ids"][i]),
+            "agreement": round(agreement, 4),
+            "prefix_match": prefix,
+            "prefix_agreement": round(prefix / max_tokens, 4),
+            **_first_step_diff(expected["first_logits"], run),
+            "reference_text": ref["texts"][i],
+            "runtime_text": got["texts"][i],
+        })
+        if not rows[-1]["prompt_ids_match"]:
+            rows[-1]["runtime_prompt_token_ids"] = list(got["text_prompt_token_ids"][i])
+    return rows
+
+
+def check_output(output_dir: Path, runtime: str, max_tokens: int = 32, prompts=None,
+                 min_agreement: float = DEFAULT_MIN_AGREEMENT, progress=_quiet) -> dict:
+    """Load OUTPUT_DIR/model in `runtime`, compare its greedy output with the reference; see the module doc.
+
+    Raises CheckFailed (one line) when the runtime cannot load or run the folder; otherwise returns the
+    comparison with "passed" and, when it did not pass, "reasons".
+    """
+    from compressor.evaluate.evaluate_dir import model_folder
+
+    if runtime not in RUNTIMES:
+        raise UserError(f"unknown runtime {runtime!r} (known: {', '.join(RUNTIMES)})")
+    if max_tokens < 1:
+        raise UserError("max_tokens must be at least 1")
+    started = time.perf_counter()
+    folder = model_folder(output_dir)
+    prompts = list(prompts or PROMPTS)
+    progress(f"reference: {folder} in fp32 on CPU, greedy {max_tokens} tokens on {len(prompts)} prompts")
+    ref = reference(folder, prompts, max_tokens)
+    progress(f"loading {folder} in {runtime}" + (" (the engine takes 1-2 min to start)" if runtime == "vllm" else ""))
+    t0 = time.perf_counter()
+    got = RUNNERS[runtime](folder, prompts, ref["prompt_token_ids"], max_tokens)
+    runtime_s = time.perf_counter() - t0
+    rows = compare(prompts, ref, got, max_tokens)
+
+    summary = {"agreement": round(sum(r["agreement"] for r in rows) / len(rows), 4),
+               "prefix_agreement": round(sum(r["prefix_agreement"] for r in rows) / len(rows), 4)}
+    for key in ("logits_max_abs_diff", "logprobs_max_abs_diff"):
+        values = [r[key] for r in rows if r.get(key) is not None]
+        if values:
+            summary[key] = max(values)
+    version = got.get("versions", {}).get("transformers", "?")
+    who = f"vLLM (transformers {version})" if runtime == "vllm" else f"transformers {version}"
+    reasons = [f"{who} tokenizes prompt {i + 1} ({r['prompt']!r}) differently: {r['runtime_prompt_token_ids']} "
+               f"vs the reference's {r['prompt_token_ids']}" for i, r in enumerate(rows) if not r["prompt_ids_match"]]
+    if summary["prefix_agreement"] < min_agreement:
+        reasons.append(f"mean prefix agreement {summary['prefix_agreement']:.2f} < {min_agreement:.2f} "
+                       f"(greedy tokens match the reference's for too short)")
+    return {
+        "output": str(output_dir),
+        "model": str(folder),
+        "runtime": runtime,
+        "passed": not reasons,
+        "reasons": reasons,
+        "min_agreement": min_agreement,
+        "max_tokens": max_tokens,
+        "summary": summary,
+        "prompts": rows,
+        "reference": {"dtype": ref["dtype"], "device": "cpu", "versions": ref["versions"]},
+        "runtime_info": {"dtype": got.get("dtype"), "versions": got.get("versions", {}),
+                         "load_s": round(got["load_s"], 2) if got.get("load_s") is not None else None},
+        "versions": got.get("versions", {}),
+        "seconds": {"reference": ref["seconds"], "runtime": round(runtime_s, 2),
+                    "total": round(time.perf_counter() - started, 2)},
+    }
+
+
+def failure_line(result: dict) -> str:
+    """One line for a failed check (CheckFailed message)."""
+    return f"{result['model']}: fails the {result['runtime']} check: " + "; ".join(result["reasons"])
+
+
+def require_pass(result: dict) -> dict:
+    if not result["passed"]:
+        raise CheckFailed(failure_line(result))
+    return result
