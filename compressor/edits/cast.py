@@ -19,6 +19,6 @@ class CastParams(StageParams):
 def cast(model, tokenizer, params: CastParams, ctx):
     dtype = DTYPES[params.dtype]
     model = model.to(dtype)
-    model.config.torch_dtype = dtype
+    model.config.dtype = dtype
     ctx.record(dtype=str(dtype).removeprefix("torch."))
     return model
