@@ -3,11 +3,11 @@
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from compressor.errors import UserError
 from compressor.stages import registry
+from compressor.yaml_io import read_yaml_file
 
 DEFAULT_MODEL = "builtin:smollm2-135m"
 
@@ -106,16 +106,7 @@ def parse_recipe(data: Any, source: str = "<recipe>"):
 
 
 def load_recipe(path: Path | str):
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such recipe file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise UserError(f"{path}: invalid YAML{where}: {getattr(error, 'problem', error)}") from None
-    return parse_recipe(data, str(path))
+    return parse_recipe(read_yaml_file(path, "recipe"), str(path))
 
 
 def check_against_config(recipe, config, source: str) -> None:

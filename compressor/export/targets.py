@@ -5,11 +5,11 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
 
 from compressor.errors import UserError
 from compressor.export.target_rules import RULES, ModelDir
+from compressor.yaml_io import read_yaml_file
 
 
 def _known_rule(rule_id: str) -> str:
@@ -86,14 +86,7 @@ def _format(source: str, error: ValidationError) -> str:
 
 def load_target(path: Path | str) -> Target:
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such target file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise UserError(f"{path}: invalid YAML{where}: {getattr(error, 'problem', error)}") from None
+    data = read_yaml_file(path, "target")
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     try:
