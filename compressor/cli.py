@@ -314,7 +314,14 @@ def schema():
     click.echo(json.dumps(recipe_model().model_json_schema(by_alias=True), indent=2))
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # so SIGTERM also unwinds and removes half-written temp folders
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         cli.main(standalone_mode=False)
     except UserError as error:
