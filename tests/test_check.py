@@ -15,22 +15,12 @@ from compressor.paths import repo_root
 from compressor.pipeline import apply_recipe
 from compressor.recipe import load_recipe
 from compressor.runtimes.vllm_runtime import vllm_python
+from cli_runner import run_cli
 
 ROOT = repo_root()
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
 
 
-def run_cli(monkeypatch, capsys, *args):
-    from compressor.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["compressor", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize("recipe_path", RECIPES, ids=lambda p: p.stem)

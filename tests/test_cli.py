@@ -1,20 +1,9 @@
 import json
-import sys
 
 import pytest
+from cli_runner import run_cli
 
-from compressor.cli import main
 
-
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["compressor", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_user_errors_are_one_line_without_traceback(monkeypatch, capsys, tmp_path):
