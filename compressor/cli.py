@@ -25,6 +25,22 @@ def _progress_printer(enabled: bool):
     return show
 
 
+def mlflow_options(fn):
+    """--mlflow / --mlflow-uri: log the evaluated report as an MLflow run (optional dependency)."""
+    fn = click.option("--mlflow-uri", default=None, metavar="URI",
+                      help="Tracking URI (default $MLFLOW_TRACKING_URI, else the local store file:./mlruns).")(fn)
+    return click.option("--mlflow", "use_mlflow", is_flag=True,
+                        help="Log params, metrics and report files as an MLflow run.")(fn)
+
+
+def _log_mlflow(report: dict, folder: Path, uri: str | None, progress) -> None:
+    from compressor.tracking import log_report
+
+    logged = log_report(report, folder, uri)
+    report["mlflow"] = logged
+    progress(f"MLflow run {logged['run_id']} in {logged['uri']} (experiment {logged['experiment']})")
+
+
 def _emit(result: dict, as_json: bool, render) -> None:
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
@@ -51,8 +67,9 @@ def cli():
 @click.option("--force", is_flag=True, help="Overwrite an existing output folder.")
 @click.option("--no-eval", is_flag=True, help="Skip the recipe's evaluation.")
 @click.option("--fresh-baseline", is_flag=True, help="Re-measure the source instead of using the baseline cache.")
+@mlflow_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-def apply(recipe_file, model_id, out_dir, force, no_eval, fresh_baseline, as_json):
+def apply(recipe_file, model_id, out_dir, force, no_eval, fresh_baseline, use_mlflow, mlflow_uri, as_json):
     """Apply RECIPE_FILE: load the model, run the stages, write OUT/model, evaluate, report.
 
     \b
@@ -67,9 +84,16 @@ def apply(recipe_file, model_id, out_dir, force, no_eval, fresh_baseline, as_jso
     recipe = load_recipe(recipe_file)
     if model_id:
         recipe.model.id = model_id
+    if use_mlflow:
+        from compressor.tracking import require_mlflow
+
+        require_mlflow()  # fail before the model is touched
+    progress = _progress_printer(not as_json)
     report = apply_recipe(recipe, str(recipe_file), out_dir=out_dir, force=force,
-                          evaluate=False if no_eval else None, progress=_progress_printer(not as_json),
+                          evaluate=False if no_eval else None, progress=progress,
                           fresh_baseline=fresh_baseline)
+    if use_mlflow:
+        _log_mlflow(report, Path(report["output"]), mlflow_uri, progress)
 
     def render(rep):
         console = _console()
@@ -119,9 +143,13 @@ def eval_spec_from_options(baseline: bool, runtime, suite, limit, batch_size, pr
 @click.option("--fresh-baseline", is_flag=True, help="Re-measure the baseline instead of using the cache.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N (torch runtime).")
 @eval_options
+@mlflow_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def evaluate(output_dir, baseline, no_baseline, fresh_baseline, device, as_json, **options):
+def evaluate(output_dir, baseline, no_baseline, fresh_baseline, device, use_mlflow, mlflow_uri, as_json, **options):
     """Evaluate OUTPUT_DIR/model against its source: suite tasks, time per token, Score.
+
+    The result is added to OUTPUT_DIR/report.json (and report.md, report.png) under its runtime,
+    beside what `apply` measured; a bare model folder is never written to.
 
     \b
     Example:
@@ -131,9 +159,17 @@ def evaluate(output_dir, baseline, no_baseline, fresh_baseline, device, as_json,
     """
     from compressor.evaluate.evaluate_dir import evaluate_output
 
+    from compressor.report import record_evaluation
+
     spec = eval_spec_from_options(not no_baseline, **options)
+    progress = _progress_printer(not as_json)
     result = evaluate_output(output_dir, spec, baseline=baseline, device=device, fresh_baseline=fresh_baseline,
-                             progress=_progress_printer(not as_json))
+                             progress=progress)
+    if (Path(output_dir) / "model" / "config.json").is_file():
+        report = record_evaluation(output_dir, result)
+        progress(f"recorded in {Path(output_dir) / 'report.json'} ({', '.join(report['evals'])})")
+    if use_mlflow:
+        _log_mlflow(result, Path(output_dir), mlflow_uri, progress)
 
     def render(rep):
         from compressor.report import rich_table

@@ -12,7 +12,7 @@ from compressor.export.writer import folder_size_mb, write_model
 from compressor.models.adapters import adapter_for
 from compressor.models.sources import content_hash, load_config, load_model, pick_device, pick_dtype, resolve_source
 from compressor.recipe import check_against_config
-from compressor.report import write_reports
+from compressor.report import add_evaluation, write_reports
 from compressor.stages import StageContext, stage_function
 from compressor.versions import package_versions
 
@@ -80,7 +80,8 @@ def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force:
             from compressor.evaluate.judge import judge
 
             baseline = source.path if recipe.eval.baseline else None
-            report["eval"] = judge(staging / "model", baseline, recipe.eval, device, progress, fresh_baseline)
+            report = add_evaluation(report, judge(staging / "model", baseline, recipe.eval, device, progress,
+                                                  fresh_baseline))
         report["seconds"] = round(time.perf_counter() - started, 2)
         write_reports(report, staging)
     return report

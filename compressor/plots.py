@@ -22,7 +22,7 @@ def plot_model_vs_baseline(report: dict, path: Path) -> Path:
     fig.suptitle(f"{report['recipe']}: PerfNorm {ev['perf_norm']:.3f}, SpeedNorm {ev['speed_norm']:.3f}, "
                  f"Score {ev['score']:.3f} ({ev['runtime']})", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
     return Path(path)
 

@@ -1,4 +1,9 @@
-"""Reports: report.json for machines, report.md and a terminal table for people."""
+"""Reports: report.json for machines, report.md and a terminal table for people.
+
+A report holds `eval` (the latest evaluation) and `evals` (every evaluation by label: the runtime, plus
+the KV press when one was applied), so `compressor eval --runtime vllm` adds to what `apply` measured
+in torch instead of replacing it.
+"""
 
 import json
 from pathlib import Path
@@ -17,8 +22,32 @@ def _ppl(measurement: dict):
     return next((v for k, v in ppl.items() if k.split(",")[0] == "word_perplexity"), None)
 
 
-def row(label: str, report: dict, which: str = "model") -> tuple[str, ...]:
-    ev = report["eval"]
+def eval_label(ev: dict) -> str:
+    """'torch', 'vllm', or 'torch+snapkv@0.5' when a KV press was applied."""
+    press = ev.get("settings", {}).get("kv_press") or {}
+    name = press.get("press") if isinstance(press, dict) else None
+    if not name or name == "none":
+        return ev["runtime"]
+    return f"{ev['runtime']}+{name}@{press.get('ratio', '')}"
+
+
+def evaluations(report: dict) -> dict[str, dict]:
+    """label -> evaluation; reports written before `evals` existed hold only `eval`."""
+    evals = dict(report.get("evals") or {})
+    if report.get("eval") and eval_label(report["eval"]) not in evals:
+        evals[eval_label(report["eval"])] = report["eval"]
+    return evals
+
+
+def add_evaluation(report: dict, ev: dict) -> dict:
+    """`report` with `ev` as its latest evaluation, kept beside the others under its label."""
+    report = dict(report)
+    report["evals"] = {**evaluations(report), eval_label(ev): ev}
+    report["eval"] = ev
+    return report
+
+
+def row(label: str, report: dict, ev: dict, which: str = "model") -> tuple[str, ...]:
     m = ev[which]
     is_model = which == "model"
     size = report["model"]["size_mb"] if is_model else report["source"].get("size_mb")
@@ -28,13 +57,13 @@ def row(label: str, report: dict, which: str = "model") -> tuple[str, ...]:
             _fmt(ev.get("score") if is_model else 0.5))
 
 
-def summary_rows(report: dict) -> list[tuple[str, ...]]:
-    ev = report.get("eval")
+def summary_rows(report: dict, ev: dict | None = None) -> list[tuple[str, ...]]:
+    ev = ev if ev is not None else report.get("eval")
     if not ev:
         return []
-    rows = [row(report["recipe"], report)]
+    rows = [row(report["recipe"], report, ev)]
     if ev.get("baseline"):
-        rows.append(row("source (baseline)", report, "baseline"))
+        rows.append(row("source (baseline)", report, ev, "baseline"))
     return rows
 
 
@@ -47,39 +76,65 @@ def task_lines(ev: dict) -> list[str]:
     return lines
 
 
+def eval_section(report: dict, ev: dict) -> list[str]:
+    settings = ev["settings"]["latency"]
+    lat = ev["model"]["latency"][str(settings["batch_sizes"][0])]
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(r) + " |" for r in summary_rows(report, ev)]
+    lines += ["", f"Runtime {ev['runtime']} ({ev['device']}), suite `{ev['suite']}`; Perf = {ev['perf_definition']}. "
+              f"Time per output token: median of {len(lat['tpt_ms_runs'])} runs "
+              f"(spread {lat['tpt_ms_min']:.2f}–{lat['tpt_ms_max']:.2f} ms), "
+              f"{settings['prompt_tokens']}-token prompt, {settings['new_tokens']} new tokens, "
+              f"batch {settings['batch_sizes'][0]}." + (" Baseline reused from the cache." if ev.get("baseline_from_cache") else ""),
+              "Score = max(0.5·PerfNorm + 0.5·SpeedNorm, 0), PerfNorm = perf/perf_base, SpeedNorm = 1 − tpt/tpt_base.",
+              ""] + task_lines(ev)
+    return lines
+
+
 def markdown(report: dict) -> str:
-    lines = [f"# {report['recipe']}", "", f"Source: `{report['source']['id']}` (sha256 {report['source'].get('sha256', '')[:12]}…)", ""]
+    lines = [f"# {report['recipe']}", "", f"Source: `{report['source']['id']}` (sha256 {(report['source'].get('sha256') or '')[:12]}…)", ""]
     if report.get("stages"):
         lines += ["| stage | seconds | result |", "|---|---|---|"]
         for s in report["stages"]:
             result = {k: v for k, v in s["result"].items() if k != "scores"}
             lines.append(f"| {s['stage']} | {s['seconds']} | `{json.dumps(result)}` |")
         lines.append("")
-    rows = summary_rows(report)
-    if rows:
-        ev = report["eval"]
-        lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        lat = ev["model"]["latency"][str(ev["settings"]["latency"]["batch_sizes"][0])]
-        lines += ["", f"Runtime {ev['runtime']} ({ev['device']}), suite `{ev['suite']}`; Perf = {ev['perf_definition']}. "
-                  f"Time per output token: median of {len(lat['tpt_ms_runs'])} runs "
-                  f"(spread {lat['tpt_ms_min']:.2f}–{lat['tpt_ms_max']:.2f} ms), "
-                  f"{ev['settings']['latency']['prompt_tokens']}-token prompt, "
-                  f"{ev['settings']['latency']['new_tokens']} new tokens, batch {ev['settings']['latency']['batch_sizes'][0]}."
-                  + (" Baseline reused from the cache." if ev.get("baseline_from_cache") else ""),
-                  "Score = max(0.5·PerfNorm + 0.5·SpeedNorm, 0), PerfNorm = perf/perf_base, SpeedNorm = 1 − tpt/tpt_base.",
-                  ""] + task_lines(ev)
-    return "\n".join(lines) + "\n"
+    evals = evaluations(report)
+    for label, ev in evals.items():
+        if len(evals) > 1:
+            lines += [f"## Evaluation: {label}", ""]
+        lines += eval_section(report, ev) + [""]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def write_reports(report: dict, folder: Path) -> None:
+    """report.json, report.md and (with a baseline) report.png in `folder`, each written atomically."""
+    from compressor.atomic import atomic_file
+
     folder = Path(folder)
-    (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (folder / "report.md").write_text(markdown(report))
+    with atomic_file(folder / "report.json", force=True) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    with atomic_file(folder / "report.md", force=True) as tmp:
+        tmp.write_text(markdown(report))
     if report.get("eval", {}).get("baseline"):
         from compressor.plots import plot_model_vs_baseline
 
-        plot_model_vs_baseline(report, folder / "report.png")
+        with atomic_file(folder / "report.png", force=True) as tmp:
+            plot_model_vs_baseline(report, tmp)
+
+
+def record_evaluation(output_dir: Path, ev_report: dict) -> dict:
+    """Add the evaluation in `ev_report` (from `compressor eval`) to OUTPUT_DIR's report files.
+
+    The apply's stages, model and source stay; the other evaluations stay under their labels.
+    """
+    output_dir = Path(output_dir)
+    path = output_dir / "report.json"
+    existing = json.loads(path.read_text()) if path.is_file() else {
+        key: ev_report[key] for key in ("recipe", "output", "model", "source")}
+    report = add_evaluation(existing, ev_report["eval"])
+    write_reports(report, output_dir)
+    return report
 
 
 def rich_table(report: dict, title: str | None = None):
@@ -94,7 +149,7 @@ def rich_table(report: dict, title: str | None = None):
 
 
 def comparison_rows(output_dirs) -> list[dict]:
-    """One row per output folder with a report.json holding an evaluation, best Score first."""
+    """One row per evaluation of each output folder with a scored report.json, best Score first."""
     from compressor.errors import UserError
 
     rows = []
@@ -103,13 +158,13 @@ def comparison_rows(output_dirs) -> list[dict]:
         if not path.is_file():
             continue
         report = json.loads(path.read_text())
-        ev = report.get("eval") or {}
-        if "score" not in ev:
-            continue
-        rows.append({"output": str(folder), "recipe": report["recipe"], "runtime": ev["runtime"],
-                     "size_mb": report["model"]["size_mb"], "perf": ev["model"]["perf"], "tpt_ms": ev["model"]["tpt_ms"],
-                     "word_ppl": _ppl(ev["model"]), "perf_norm": ev["perf_norm"], "speed_norm": ev["speed_norm"],
-                     "score": ev["score"]})
+        for label, ev in evaluations(report).items():
+            if "score" not in ev:
+                continue
+            rows.append({"output": str(folder), "recipe": report["recipe"], "eval": label, "runtime": ev["runtime"],
+                         "size_mb": report["model"]["size_mb"], "perf": ev["model"]["perf"],
+                         "tpt_ms": ev["model"]["tpt_ms"], "word_ppl": _ppl(ev["model"]),
+                         "perf_norm": ev["perf_norm"], "speed_norm": ev["speed_norm"], "score": ev["score"]})
     if not rows:
         raise UserError("no report.json with an evaluation in: " + " ".join(str(f) for f in output_dirs))
     return sorted(rows, key=lambda r: r["score"], reverse=True)
@@ -118,10 +173,10 @@ def comparison_rows(output_dirs) -> list[dict]:
 def comparison_table(rows: list[dict]):
     from rich.table import Table
 
-    table = Table(title="outputs by Score")
-    columns = ("output", "runtime", "size_mb", "perf", "word_ppl", "tpt_ms", "perf_norm", "speed_norm", "score")
+    table = Table(title="outputs by Score (compare rows of one runtime only)")
+    columns = ("output", "eval", "size_mb", "perf", "word_ppl", "tpt_ms", "perf_norm", "speed_norm", "score")
     for column in columns:
-        table.add_column(column, justify="left" if column in ("output", "runtime") else "right")
+        table.add_column(column, justify="left" if column in ("output", "eval") else "right")
     for r in rows:
         table.add_row(*(_fmt(r[c], 2 if c in ("size_mb", "word_ppl", "tpt_ms") else 3) for c in columns))
     return table
