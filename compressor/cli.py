@@ -270,8 +270,10 @@ def report_command(output_dirs, as_json):
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Pass when the mean share of greedy tokens before the first divergence reaches this.")
 @click.option("--max-tokens", type=click.IntRange(1), default=32, show_default=True, help="Greedy tokens per prompt.")
+@click.option("--eager", is_flag=True, help="vLLM without torch.compile: about half the engine start; "
+                                           "the default (compiled) is how vLLM serves.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def check(output_dir, runtime, min_agreement, max_tokens, as_json):
+def check(output_dir, runtime, min_agreement, max_tokens, eager, as_json):
     """Deployment gate: load OUTPUT_DIR/model in RUNTIME and compare its greedy output with this tool's own.
 
     Fails (exit 2) when the runtime cannot load the folder, tokenizes the prompts differently,
@@ -285,7 +287,7 @@ def check(output_dir, runtime, min_agreement, max_tokens, as_json):
     from compressor.export.check import check_output, require_pass
 
     result = check_output(output_dir, runtime, max_tokens=max_tokens, min_agreement=min_agreement,
-                          progress=_progress_printer(not as_json))
+                          progress=_progress_printer(not as_json), eager=eager)
 
     def render(res):
         from rich.table import Table

@@ -137,11 +137,12 @@ def run_transformers(folder: Path, prompts: list[str], prompt_ids: list[list[int
         return torch.load(result, weights_only=True)
 
 
-def run_vllm_check(folder: Path, prompts: list[str], prompt_ids: list[list[int]], max_tokens: int) -> dict:
+def run_vllm_check(folder: Path, prompts: list[str], prompt_ids: list[list[int]], max_tokens: int,
+                   eager: bool = False) -> dict:
     from compressor.runtimes.vllm_runtime import require_vllm, run_vllm
 
     require_vllm()  # no vLLM environment is the user's setup, not a failed check
-    request = {"model": str(folder), "max_model_len": 1024,
+    request = {"model": str(folder), "max_model_len": 1024, "enforce_eager": eager,
                "generate": {"prompts": prompts, "prompt_token_ids": prompt_ids, "max_tokens": max_tokens,
                             "min_tokens": max_tokens, "logprobs": TOP_LOGPROBS}}
     try:
@@ -203,7 +204,7 @@ def compare(prompts: list[str], ref: dict, got: dict, max_tokens: int) -> list[d
 
 
 def check_output(output_dir: Path, runtime: str, max_tokens: int = 32, prompts=None,
-                 min_agreement: float = DEFAULT_MIN_AGREEMENT, progress=_quiet) -> dict:
+                 min_agreement: float = DEFAULT_MIN_AGREEMENT, progress=_quiet, eager: bool = False) -> dict:
     """Load OUTPUT_DIR/model in `runtime`, compare its greedy output with the reference; see the module doc.
 
     Raises CheckFailed (one line) when the runtime cannot load or run the folder; otherwise returns the
@@ -222,7 +223,8 @@ def check_output(output_dir: Path, runtime: str, max_tokens: int = 32, prompts=N
     ref = reference(folder, prompts, max_tokens)
     progress(f"loading {folder} in {runtime}" + (" (the engine takes 1-2 min to start)" if runtime == "vllm" else ""))
     t0 = time.perf_counter()
-    got = RUNNERS[runtime](folder, prompts, ref["prompt_token_ids"], max_tokens)
+    options = {"eager": True} if eager and runtime == "vllm" else {}
+    got = RUNNERS[runtime](folder, prompts, ref["prompt_token_ids"], max_tokens, **options)
     runtime_s = time.perf_counter() - t0
     rows = compare(prompts, ref, got, max_tokens)
 
@@ -251,6 +253,7 @@ def check_output(output_dir: Path, runtime: str, max_tokens: int = 32, prompts=N
         "prompts": rows,
         "reference": {"dtype": ref["dtype"], "device": "cpu", "versions": ref["versions"]},
         "runtime_info": {"dtype": got.get("dtype"), "versions": got.get("versions", {}),
+                         **({"enforce_eager": eager} if runtime == "vllm" else {}),
                          "load_s": round(got["load_s"], 2) if got.get("load_s") is not None else None},
         "versions": got.get("versions", {}),
         "seconds": {"reference": ref["seconds"], "runtime": round(runtime_s, 2),
