@@ -11,7 +11,7 @@ writes
 - ``eval/data/retrieval.jsonl``: pass-key and key-value retrieval items
   ``{"context", "question", "answer", "answer_prefix", "kind", "n_tokens", "depth"}``: a needle
   inserted between paragraphs of real filler text (``eval/data/corpus/long.jsonl``, CPython
-  docstrings) at a depth of 0.1-0.9, in contexts of 256-1024 SmolLM2 tokens by default
+  docstrings) at a depth of 0.1-0.9, in contexts of 512-2048 SmolLM2 tokens by default
   (``n_tokens`` counts the context alone, measured with the SmolLM2 tokenizer). One item in
   three is a pass key; the others ask for one of seven "secret code" entries.
 
@@ -32,7 +32,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "eval" / "data"
 CORPUS_LONG = OUT / "corpus" / "long.jsonl"
-DEFAULT_TOKENIZER = Path.home() / ".cache" / "compressor" / "models" / "smollm2-135m"
 
 PAIRS_PER_PHENOMENON = 40
 
@@ -275,20 +274,24 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--tokenizer", default=str(DEFAULT_TOKENIZER),
-                    help="tokenizer used to measure the retrieval contexts (SmolLM2-135M)")
+    ap.add_argument("--tokenizer", default=None,
+                    help="tokenizer folder used to measure the retrieval contexts (default: the bundled SmolLM2-135M)")
     ap.add_argument("--pairs-per-phenomenon", type=int, default=PAIRS_PER_PHENOMENON)
     ap.add_argument("--retrieval-items", type=int, default=100)
     ap.add_argument("--kv-distractors", type=int, default=N_DISTRACTORS)
     ap.add_argument("--kv-shared-keys", action="store_true",
                     help="distractor keys share the adjective or noun of the asked-for key")
     ap.add_argument("--out-dir", default=str(OUT), help="where to write (default eval/data)")
-    ap.add_argument("--min-tokens", type=int, default=256)
-    ap.add_argument("--max-tokens", type=int, default=1024)
+    ap.add_argument("--min-tokens", type=int, default=512)
+    ap.add_argument("--max-tokens", type=int, default=2048)
     args = ap.parse_args()
 
     from transformers import AutoTokenizer
 
+    if args.tokenizer is None:
+        from compressor.models.builtin import materialize_builtin
+
+        args.tokenizer = materialize_builtin("smollm2-135m")
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
 
     rng = random.Random(args.seed)

@@ -35,6 +35,8 @@ def test_generated_data_sizes():
             path = yaml.safe_load((folder / f"{name}.yaml").read_text())["dataset_kwargs"]["data_files"]["test"]
             counts[name] = sum(1 for _ in open(path))
     assert counts["minimal_pairs"] >= 300 and counts["retrieval"] >= 100
+    lengths = [json.loads(line)["n_tokens"] for line in open(path)]  # the retrieval file, read last
+    assert 512 <= min(lengths) and max(lengths) <= 2048 and max(lengths) > 1800
 
 
 @pytest.mark.parametrize("content, message", [
