@@ -117,7 +117,7 @@ def _check_target(folder: Path, target: Path) -> None:
         raise UserError(f"{target}: would replace the model folder {folder} (choose another --out)")
 
 
-def export_onnx(output_dir: Path, out: Path | None = None, int8: bool = False, int8_method: str = "dynamic",
+def export_onnx(output_dir: Path, out: Path | None = None, int8: bool = False, int8_method: str = "matmul-nbits",
                 force: bool = False, atol: float = DEFAULT_ATOL, min_agreement: float = DEFAULT_MIN_AGREEMENT,
                 max_tokens: int = 32, prompts=None, progress=_quiet) -> dict:
     """Export OUTPUT_DIR/model to ONNX (see the module doc); returns what compressor.json records."""

@@ -17,14 +17,20 @@ ONNX_FILE = "model.onnx"
 _FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
 
-def open_session(path: Path, threads: int | None = None):
-    """A CPU InferenceSession on `path` (default graph optimisations; `threads` intra-op threads if given)."""
+def open_session(path: Path, threads: int | None = None, spin: bool = True):
+    """A CPU InferenceSession on `path` (default graph optimisations; `threads` intra-op threads if given).
+
+    spin=False: idle worker threads block instead of spinning, so they do not steal the cores from whatever
+    runs next in this process (a benchmark interleaving torch and several sessions).
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: ORT warns about every unused initializer otherwise
     if threads:
         options.intra_op_num_threads = threads
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
