@@ -1,6 +1,6 @@
 """ONNX (onnxruntime, CPU) vs torch on SmolLM2, one run: parity, decode speed, export time, file size; int8 too.
 
-    .venv/bin/python benchmarks/onnx.py [--model builtin:smollm2-135m] [--runs 5] [--json results.json]
+    .venv/bin/python benchmarks/onnx.py [--model builtin:smollm2-135m] [--runs 5] [--threads N] [--json FILE]
 
 Exports the model with `compressor export onnx --int8` (fp32 + int8 `matmul-nbits`), adds the `dynamic` int8 of
 the same fp32 file, then, side by side in one process:
@@ -32,10 +32,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="builtin:smollm2-135m")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for both sides (default: torch's; on a shared machine 1 is far less noisy: "
+                             "torch's OpenMP collapses when the cores are oversubscribed)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
 
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from compressor.evaluate.latency import fixed_prompt, time_per_token
     from compressor.export.check import PROMPTS
@@ -106,7 +112,7 @@ def main() -> None:
     print(header)
     for name, s in sides.items():
         def fmt(value, spec):
-            return format(value, spec) if value is not None else "-"
+            return format(value, spec) if value is not None else format("-", ">" + spec.split(".")[0])
         print(f"{name:24} {fmt(s['size_mb'], '7.1f')} {fmt(s['make_s'], '7.1f')} "
               f"{fmt(s.get('logits_max_abs_diff'), '11.3g')} {fmt(s.get('agreement'), '6.2f')} "
               f"{fmt(s.get('prefix_agreement'), '6.2f')} {s['tpt_ms_median']:7.2f} {s['decode_tokens_per_s']:6.1f} "

@@ -315,6 +315,9 @@ def export_onnx_command(output_dir, out_dir, int8, int8_method, atol, min_agreem
     """
     from compressor.export.onnx_export import export_onnx
 
+    source = click.get_current_context().get_parameter_source("int8_method")
+    if not int8 and source == click.core.ParameterSource.COMMANDLINE:
+        raise UserError("--int8-method applies with --int8 only")
     result = export_onnx(output_dir, out=out_dir, int8=int8, int8_method=int8_method, force=force, atol=atol,
                          min_agreement=min_agreement, progress=_progress_printer(not as_json))
 

@@ -224,6 +224,8 @@ def test_cli_export(tmp_path, tiny_llama_dir, monkeypatch, capsys):
     assert record["passed"] and [a["file"] for a in record["artifacts"]] == ["model.onnx"]
     code, _, err = run_cli(monkeypatch, capsys, "export", "onnx", str(out))
     assert code == 2 and err.strip() == f"error: {out / 'onnx'}: already exists (pass --force to overwrite)"
+    code, _, err = run_cli(monkeypatch, capsys, "export", "onnx", str(out), "--int8-method", "dynamic", "--force")
+    assert code == 2 and err.strip() == "error: --int8-method applies with --int8 only"
     code, _, err = run_cli(monkeypatch, capsys, "check", str(out), "--runtime", "transformers", "--onnx", "x")
     assert code == 2 and "--onnx applies to --runtime onnxruntime only" in err
 
@@ -241,18 +243,30 @@ def test_package_runs_the_onnxruntime_check(tmp_path, exported):
         package(bare, target)
 
 
-def test_decoder_rejects_a_graph_without_cache(tmp_path):
-    import onnx
-    from onnx import TensorProto, helper
+def test_export_model_takes_a_model_and_an_onnx_config(tmp_path, tiny_exaone4_dir):
+    """The extension point: any in-memory model, any task / optimum OnnxConfig (here: no KV cache)."""
+    from optimum.exporters.tasks import TasksManager
 
-    graph = helper.make_graph([helper.make_node("Identity", ["input_ids"], ["logits"])], "g",
-                              [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, 3]),
-                               helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [1, 3])],
-                              [helper.make_tensor_value_info("logits", TensorProto.INT64, [1, 3])])
-    path = tmp_path / "model.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    with pytest.raises(ValueError, match="no input past_key_values"):
-        OnnxDecoder(open_session(path))
+    from compressor.export.onnx_export import export_model
+    from compressor.models.sources import load_model
+
+    model, tokenizer = load_model(tiny_exaone4_dir, torch.device("cpu"), torch.float32)
+    export_model(model, tokenizer, tmp_path / "onnx")  # registers the exaone4 config
+    constructor = TasksManager.get_exporter_config_constructor(
+        exporter="onnx", model_type="exaone4", task="text-generation", library_name="transformers")
+    export_model(model, tokenizer, tmp_path / "no-cache", task="text-generation",
+                 onnx_config=constructor(model.config))
+    session = open_session(tmp_path / "no-cache" / "model.onnx")
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask", "position_ids"]
+    with pytest.raises(ValueError, match=r"no input past_key_values"):
+        OnnxDecoder(session)
+    ids = list(range(3, 23))
+    with torch.no_grad():
+        expected = model(torch.tensor([ids])).logits[0].numpy()
+    got = session.run(["logits"], {"input_ids": np.array([ids]), "attention_mask": np.ones((1, 20), dtype=np.int64),
+                                   "position_ids": np.arange(20)[None]})[0][0]
+    assert np.abs(got - expected).max() <= FP32_ATOL
+    assert np.abs(OnnxDecoder(open_session(tmp_path / "onnx" / "model.onnx")).logits(ids) - expected).max() <= FP32_ATOL
 
 
 @pytest.mark.e2e

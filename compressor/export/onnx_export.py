@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import gc
 import json
-import logging
 import time
-import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 from compressor.atomic import atomic_dir, refuse_existing
 from compressor.errors import CheckFailed, UserError
 from compressor.export.check import DEFAULT_MIN_AGREEMENT, PROMPTS
+from compressor.export.library_noise import quiet_libraries
 from compressor.runtimes.onnx_runtime import ONNX_FILE
 
 TASK = "text-generation-with-past"
@@ -54,28 +52,12 @@ def require_onnx_packages() -> None:
                         "(CPU) or -e '.[gpu]' (CUDA; never both in one environment)")
 
 
-@contextmanager
-def _quiet_libraries():
-    """The torch tracer and optimum warn about every data-dependent branch in the modeling code, onnxruntime's
-    quantizer logs advice on the root logger: keep the user's terminal for errors and our progress."""
-    loggers = [logging.getLogger(name) for name in ("", "optimum", "transformers", "torch.onnx")]
-    levels = [lg.level for lg in loggers]
-    try:
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
-def export_model(model, tokenizer, folder: Path) -> None:
-    """Write `model` (a torch causal LM of a supported family) as folder/model.onnx with its config and tokenizer.
+def export_model(model, tokenizer, folder: Path, task: str = TASK, onnx_config=None) -> None:
+    """Write `model` (a torch model of a supported family) as folder/model.onnx with its config and tokenizer.
 
     Takes a model, not a checkpoint folder, so that any in-memory model (an edited one, a model cut to its first
-    layers) exports the same way. Weights above 2 GB go to model.onnx_data beside it (optimum's choice).
+    layers) exports the same way; `onnx_config` (an optimum OnnxConfig) describes inputs and outputs other than a
+    causal LM's (e.g. per-token scores). Weights above 2 GB go to model.onnx_data beside it (optimum's choice).
     """
     from optimum.exporters.onnx import onnx_export_from_model
 
@@ -84,8 +66,9 @@ def export_model(model, tokenizer, folder: Path) -> None:
 
     adapter_for(model.config)  # only families with an adapter (their cache shape is known)
     register_family_configs()
-    with _quiet_libraries():
-        onnx_export_from_model(model, Path(folder), task=TASK, do_validation=False)
+    custom = {"model": onnx_config} if onnx_config is not None else None
+    with quiet_libraries():
+        onnx_export_from_model(model, Path(folder), task=task, custom_onnx_configs=custom, do_validation=False)
     tokenizer.save_pretrained(folder)
 
 
@@ -175,8 +158,7 @@ def export_onnx(output_dir: Path, out: Path | None = None, int8: bool = False, i
         if int8:
             progress(f"int8: onnxruntime {int8_method} quantization")
             t0 = time.perf_counter()
-            with _quiet_libraries():
-                quantization = quantize_int8(staging / ONNX_FILE, staging / INT8_FILE, int8_method)
+            quantization = quantize_int8(staging / ONNX_FILE, staging / INT8_FILE, int8_method)
             seconds["int8"] = round(time.perf_counter() - t0, 2)
             progress("parity: int8 vs torch fp32")
             artifacts.append({**_artifact(staging, INT8_FILE, "int8", reference, tokenizer, max_tokens),

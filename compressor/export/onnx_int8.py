@@ -42,6 +42,9 @@ def lm_head_nodes(model) -> list[str]:
 def quantize_int8(source: Path, target: Path, method: str = "matmul-nbits") -> dict:
     """Write an int8 copy of `source` (.onnx) to `target`; returns the settings used."""
     import onnx
+    import onnxruntime.quantization.matmul_nbits_quantizer  # noqa: F401  (sets up logging on import: before quieting)
+
+    from compressor.export.library_noise import quiet_libraries
 
     if method not in METHODS:
         raise ValueError(f"unknown int8 method {method!r} (known: {', '.join(METHODS)})")
@@ -49,24 +52,30 @@ def quantize_int8(source: Path, target: Path, method: str = "matmul-nbits") -> d
     external = _uses_external_data(graph_only)
     exclude = lm_head_nodes(graph_only)
     del graph_only
-    if method == "dynamic":
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul"], nodes_to_exclude=exclude,
-                         use_external_data_format=external)
-        settings = {"weights": "int8 symmetric, per output channel", "activations": "uint8 per tensor at run time",
-                    "ops": ["MatMul"]}
-    else:
-        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-        quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), bits=8, block_size=BLOCK_SIZE, is_symmetric=True,
-                                         accuracy_level=ACCURACY_LEVEL, nodes_to_exclude=exclude,
-                                         op_types_to_quantize=("MatMul",))
-        quantizer.process()
-        quantizer.model.save_model_to_file(str(target), use_external_data_format=external)
-        settings = {"weights": f"int8 symmetric, blocks of {BLOCK_SIZE} input channels",
-                    "activations": f"int8 per block at run time (accuracy_level {ACCURACY_LEVEL})",
-                    "ops": ["MatMul"]}
+    quantize = _dynamic if method == "dynamic" else _matmul_nbits
+    with quiet_libraries():
+        settings = quantize(Path(source), Path(target), exclude, external)
     return {"method": method, **settings, "kept_float": ["embeddings (Gather)", *exclude],
             "external_data": external}
+
+
+def _dynamic(source: Path, target: Path, exclude: list[str], external: bool) -> dict:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=["MatMul"], nodes_to_exclude=exclude, use_external_data_format=external)
+    return {"weights": "int8 symmetric, per output channel", "activations": "uint8 per tensor at run time",
+            "ops": ["MatMul"]}
+
+
+def _matmul_nbits(source: Path, target: Path, exclude: list[str], external: bool) -> dict:
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), bits=8, block_size=BLOCK_SIZE, is_symmetric=True,
+                                     accuracy_level=ACCURACY_LEVEL, nodes_to_exclude=exclude,
+                                     op_types_to_quantize=("MatMul",))
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(target), use_external_data_format=external)
+    return {"weights": f"int8 symmetric, blocks of {BLOCK_SIZE} input channels",
+            "activations": f"int8 per block at run time (accuracy_level {ACCURACY_LEVEL})", "ops": ["MatMul"]}
