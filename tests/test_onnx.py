@@ -57,7 +57,7 @@ def test_export_writes_a_checked_onnx_folder(exported):
     assert {"model.onnx", INT8_FILE, "config.json", "tokenizer.json", RECORD_FILE} <= names
     assert json.loads((onnx_dir / RECORD_FILE).read_text()) == json.loads(json.dumps(record))
     assert record["passed"] and record["task"] == "text-generation-with-past" and record["dtype"] == "float32"
-    assert record["source"]["sha256"] == content_hash(out / "model")
+    assert record["source_sha256"] == content_hash(out / "model")
     assert record["versions"]["onnxruntime"] and record["versions"]["optimum-onnx"]
     fp32, int8 = record["artifacts"]
     print(f"\n{record['family']}: fp32 diff {fp32['logits_max_abs_diff']}, int8 diff {int8['logits_max_abs_diff']} "
@@ -91,6 +91,27 @@ def test_ort_model_for_causal_lm_loads_and_generates_like_torch(exported):
     assert got == expected
     int8 = load_ort_model(out / "onnx", file_name=INT8_FILE)
     assert len(int8.generate(ids, max_new_tokens=4, min_new_tokens=4, do_sample=False)[0]) == 24
+
+
+def test_int8_of_an_export_with_external_data(tmp_path, exported):
+    """Models above 2 GB keep their weights in a file beside model.onnx: int8 copies do the same and load."""
+    import onnx
+
+    from compressor.export.onnx_int8 import METHODS
+
+    out, _ = exported
+    folder = tmp_path / "external"
+    folder.mkdir()
+    onnx.save_model(onnx.load(str(out / "onnx" / "model.onnx")), str(folder / "model.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="model.onnx_data", size_threshold=0)
+    expected = OnnxDecoder(open_session(out / "onnx" / INT8_FILE)).greedy([5, 6, 7], 6)["token_ids"]
+    for method in METHODS:
+        settings = quantize_int8(folder / "model.onnx", folder / f"{method}.onnx", method)
+        assert settings["external_data"] and (folder / f"{method}.onnx.data").is_file()
+        run = OnnxDecoder(open_session(folder / f"{method}.onnx")).greedy([5, 6, 7], 6)
+        assert len(run["token_ids"]) == 6
+        if method == "matmul-nbits":  # the same quantizer on the same weights: the same int8 model
+            assert run["token_ids"] == expected
 
 
 def test_check_onnxruntime_passes_on_the_export(exported):

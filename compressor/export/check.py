@@ -169,6 +169,10 @@ def onnx_artifact(output_dir: Path, onnx: Path | None = None) -> Path:
         path = path / ONNX_FILE
     if not path.is_file():
         raise CheckFailed(f"{path}: no ONNX artifact (run `compressor export onnx {output_dir}` first)")
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise UserError("onnxruntime is not installed: pip install -e '.[onnx]' (CPU) or -e '.[gpu]' (CUDA)") from None
     return path
 
 

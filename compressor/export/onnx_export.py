@@ -100,20 +100,15 @@ def _check_target(folder: Path, target: Path) -> None:
         raise UserError(f"{target}: would replace the model folder {folder} (choose another --out)")
 
 
-def export_onnx(output_dir: Path, out: Path | None = None, int8: bool = False, int8_method: str = "matmul-nbits",
-                force: bool = False, atol: float = DEFAULT_ATOL, min_agreement: float = DEFAULT_MIN_AGREEMENT,
-                max_tokens: int = 32, prompts=None, progress=_quiet) -> dict:
-    """Export OUTPUT_DIR/model to ONNX (see the module doc); returns what compressor.json records."""
-    import torch
+def _preflight(output_dir: Path, out: Path | None, force: bool, int8_method: str, atol: float,
+               min_agreement: float, max_tokens: int):
+    """Every check that needs no model loaded: (model folder, target folder, config); UserError otherwise."""
     from transformers import AutoConfig
 
     from compressor.evaluate.evaluate_dir import model_folder
-    from compressor.export.onnx_int8 import METHODS, quantize_int8
-    from compressor.export.onnx_parity import torch_reference
+    from compressor.export.onnx_int8 import METHODS
     from compressor.models.adapters import adapter_for
-    from compressor.models.sources import content_hash, load_model
 
-    started = time.perf_counter()
     folder = model_folder(output_dir)
     target = Path(out) if out else default_onnx_dir(output_dir)
     _check_target(folder, target)
@@ -128,8 +123,33 @@ def export_onnx(output_dir: Path, out: Path | None = None, int8: bool = False, i
         raise UserError(f"{folder}/config.json: cannot be read ({type(error).__name__}: {error})") from None
     adapter_for(config)
     require_onnx_packages()
-    prompts = list(prompts or PROMPTS)
+    return folder, target, config
 
+
+def _disagreements(fp32: dict, atol: float, min_agreement: float) -> list[str]:
+    problems = []
+    if fp32["logits_max_abs_diff"] > atol:
+        problems.append(f"logits max abs diff {fp32['logits_max_abs_diff']:.3g} > atol {atol:g}")
+    if fp32["prefix_agreement"] < min_agreement:
+        problems.append(f"greedy prefix agreement {fp32['prefix_agreement']:.2f} < {min_agreement:.2f}")
+    return problems
+
+
+def export_onnx(output_dir: Path, out: Path | None = None, int8: bool = False, int8_method: str = "matmul-nbits",
+                force: bool = False, atol: float = DEFAULT_ATOL, min_agreement: float = DEFAULT_MIN_AGREEMENT,
+                max_tokens: int = 32, prompts=None, progress=_quiet) -> dict:
+    """Export OUTPUT_DIR/model to ONNX (see the module doc); returns what compressor.json records."""
+    import torch
+
+    from compressor.export.onnx_int8 import quantize_int8
+    from compressor.export.onnx_parity import torch_reference
+    from compressor.models.sources import content_hash, load_model
+
+    started = time.perf_counter()
+    folder, target, config = _preflight(output_dir, out, force, int8_method, atol, min_agreement, max_tokens)
+    prompts = list(prompts or PROMPTS)
+    progress(f"hashing {folder}")
+    source_sha256 = content_hash(folder)
     progress(f"loading {folder} in fp32 on CPU")
     model, tokenizer = load_model(folder, torch.device("cpu"), torch.float32)
     progress(f"torch reference: greedy {max_tokens} tokens on {len(prompts)} prompts")
@@ -145,16 +165,10 @@ def export_onnx(output_dir: Path, out: Path | None = None, int8: bool = False, i
         gc.collect()
         progress("parity: onnxruntime vs torch fp32")
         artifacts = [_artifact(staging, ONNX_FILE, "fp32", reference, tokenizer, max_tokens)]
-        fp32 = artifacts[0]
-        problems = []
-        if fp32["logits_max_abs_diff"] > atol:
-            problems.append(f"logits max abs diff {fp32['logits_max_abs_diff']:.3g} > atol {atol:g}")
-        if fp32["prefix_agreement"] < min_agreement:
-            problems.append(f"greedy prefix agreement {fp32['prefix_agreement']:.2f} < {min_agreement:.2f}")
+        problems = _disagreements(artifacts[0], atol, min_agreement)
         if problems:
             raise CheckFailed(f"{folder}: the fp32 ONNX export disagrees with torch: {'; '.join(problems)} "
                               f"(nothing written to {target})")
-        quantization = None
         if int8:
             progress(f"int8: onnxruntime {int8_method} quantization")
             t0 = time.perf_counter()
@@ -167,14 +181,13 @@ def export_onnx(output_dir: Path, out: Path | None = None, int8: bool = False, i
         record = {
             "output": str(output_dir),
             "model": str(folder),
+            "source_sha256": source_sha256,
             "onnx_dir": str(target),
             "task": TASK,
             "family": config.model_type,
             "dtype": "float32",
-            "source": {"model": str(folder), "sha256": content_hash(folder)},
             "parity": {"atol": atol, "min_agreement": min_agreement, "max_tokens": max_tokens,
-                       "prompts": prompts, "reference": "torch fp32 on CPU (transformers)",
-                       "gated": ["fp32"]},
+                       "prompts": prompts, "reference": "torch fp32 on CPU (transformers)", "gated": ["fp32"]},
             "passed": True,
             "artifacts": artifacts,
             "versions": _versions(),
