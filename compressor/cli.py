@@ -265,15 +265,18 @@ def report_command(output_dirs, as_json):
 
 @cli.command()
 @click.argument("output_dir", type=click.Path(path_type=Path))
-@click.option("--runtime", type=click.Choice(["transformers", "vllm"]), required=True,
-              help="transformers: stock from_pretrained in a fresh process; vllm: the CPU build in .venv-vllm.")
+@click.option("--runtime", type=click.Choice(["transformers", "vllm", "onnxruntime"]), required=True,
+              help="transformers: stock from_pretrained in a fresh process; vllm: the CPU build in .venv-vllm; "
+                   "onnxruntime: the ONNX export (DIR/onnx/model.onnx) in plain onnxruntime.")
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Pass when the mean share of greedy tokens before the first divergence reaches this.")
 @click.option("--max-tokens", type=click.IntRange(1), default=32, show_default=True, help="Greedy tokens per prompt.")
 @click.option("--eager", is_flag=True, help="vLLM without torch.compile: about half the engine start; "
                                            "the default (compiled) is how vLLM serves.")
+@click.option("--onnx", "onnx_path", type=click.Path(path_type=Path), default=None,
+              help="onnxruntime: the .onnx file or folder to check (default: DIR/onnx/model.onnx).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def check(output_dir, runtime, min_agreement, max_tokens, eager, as_json):
+def check(output_dir, runtime, min_agreement, max_tokens, eager, onnx_path, as_json):
     """Deployment gate: load OUTPUT_DIR/model in RUNTIME and compare its greedy output with this tool's own.
 
     Fails (exit 2) when the runtime cannot load the folder, tokenizes the prompts differently,
@@ -283,18 +286,22 @@ def check(output_dir, runtime, min_agreement, max_tokens, eager, as_json):
     Example:
       compressor check out/fp16 --runtime transformers
       compressor check out/drop-layers --runtime vllm --min-agreement 0.5 --json
+      compressor check out/fp16 --runtime onnxruntime --onnx out/fp16/onnx/model_int8.onnx
     """
     from compressor.export.check import check_output, require_pass
 
+    if onnx_path and runtime != "onnxruntime":
+        raise UserError("--onnx applies to --runtime onnxruntime only")
     result = check_output(output_dir, runtime, max_tokens=max_tokens, min_agreement=min_agreement,
-                          progress=_progress_printer(not as_json), eager=eager)
+                          progress=_progress_printer(not as_json), eager=eager, onnx=onnx_path)
 
     def render(res):
         from rich.table import Table
 
         info = res["runtime_info"]
         versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
-        table = Table(title=f"{res['model']} in {res['runtime']} ({info['dtype']}; {versions}) vs fp32 reference")
+        table = Table(title=f"{res.get('artifact', res['model'])} in {res['runtime']} ({info['dtype']}; {versions}) "
+                            "vs fp32 reference")
         diff_key = next((k for k in ("logits_max_abs_diff", "logprobs_max_abs_diff") if k in res["summary"]), None)
         for column in ("prompt", "agreement", "prefix match", diff_key.split("_max")[0] + " diff" if diff_key else "diff"):
             table.add_column(column, justify="left" if column == "prompt" else "right")
@@ -312,6 +319,65 @@ def check(output_dir, runtime, min_agreement, max_tokens, eager, as_json):
 
     _emit(result, as_json, render)
     require_pass(result)
+
+
+@cli.group()
+def export():
+    """Export an output to another format (ONNX)."""
+
+
+@export.command(name="onnx")
+@click.argument("output_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder to write (default: OUTPUT_DIR/onnx).")
+@click.option("--int8", is_flag=True, help="Also write model_int8.onnx (onnxruntime int8) with its parity and speed.")
+@click.option("--int8-method", type=click.Choice(["matmul-nbits", "dynamic"]), default="matmul-nbits",
+              show_default=True, help="matmul-nbits: MatMulNBits 8-bit, weights and activations in blocks of 32; "
+                                      "dynamic: quantize_dynamic (one scale per activation tensor: far less accurate).")
+@click.option("--atol", type=click.FloatRange(0, min_open=True), default=1e-2, show_default=True,
+              help="Largest logits difference (fp32 ONNX vs torch) that passes.")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Smallest mean greedy prefix agreement (fp32 ONNX vs torch) that passes.")
+@click.option("--force", is_flag=True, help="Overwrite an existing ONNX folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def export_onnx_command(output_dir, out_dir, int8, int8_method, atol, min_agreement, force, as_json):
+    """Export OUTPUT_DIR/model to ONNX with KV cache (optimum-onnx), checked against torch fp32.
+
+    Writes OUTPUT_DIR/onnx/ (model.onnx, config, tokenizer, compressor.json) only when the fp32 export
+    agrees with torch: logits within --atol and greedy tokens matching on the fixed prompts.
+
+    \b
+    Example:
+      compressor export onnx out/fp16
+      compressor export onnx out/drop-layers --int8 --force --json
+    """
+    from compressor.export.onnx_export import export_onnx
+
+    source = click.get_current_context().get_parameter_source("int8_method")
+    if not int8 and source == click.core.ParameterSource.COMMANDLINE:
+        raise UserError("--int8-method applies with --int8 only")
+    result = export_onnx(output_dir, out=out_dir, int8=int8, int8_method=int8_method, force=force, atol=atol,
+                         min_agreement=min_agreement, progress=_progress_printer(not as_json))
+
+    def render(res):
+        from rich.table import Table
+
+        table = Table(title=f"{res['onnx_dir']} vs torch fp32 ({len(res['parity']['prompts'])} prompts, "
+                            f"{res['parity']['max_tokens']} greedy tokens)")
+        for column in ("artifact", "MB", "logits max diff", "agreement", "prefix agreement", "decode tok/s"):
+            table.add_column(column, justify="left" if column == "artifact" else "right")
+        for art in res["artifacts"]:
+            method = f" ({art['quantization']['method']})" if art.get("quantization") else ""
+            table.add_row(f"{art['file']}{method}", f"{art['size_mb']:.1f}", f"{art['logits_max_abs_diff']:.3g}",
+                          f"{art['agreement']:.2f}", f"{art['prefix_agreement']:.2f}",
+                          f"{art['decode_tokens_per_s']:.1f}" if art["decode_tokens_per_s"] else "-")
+        console = _console()
+        console.print(table)
+        console.print(f"[green]PASS[/green]: fp32 logits within {res['parity']['atol']:g}, greedy prefix agreement "
+                      f">= {res['parity']['min_agreement']:.2f} (int8 reported, not gated); "
+                      f"export {res['seconds']['export']:.1f} s, total {res['seconds']['total']:.1f} s")
+
+    _emit(result, as_json, render)
 
 
 @cli.group()

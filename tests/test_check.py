@@ -73,8 +73,8 @@ def test_corrupt_weights_fail_with_one_line(tmp_path, tiny_exaone4_dir):
 
 
 def test_unknown_runtime_and_missing_folder(tmp_path, tiny_llama_dir):
-    with pytest.raises(UserError, match=r"unknown runtime 'onnxruntime' \(known: transformers, vllm\)"):
-        check_output(tiny_llama_dir, "onnxruntime")
+    with pytest.raises(UserError, match=r"unknown runtime 'tensorrt' \(known: transformers, vllm, onnxruntime\)"):
+        check_output(tiny_llama_dir, "tensorrt")
     with pytest.raises(UserError, match="no model/config.json"):
         check_output(tmp_path, "transformers")
 

@@ -236,7 +236,7 @@ def test_bad_target_yaml(tmp_path):
     unknown_runtime = tmp_path / "unknown-runtime.yaml"
     unknown_runtime.write_text(text.replace("runtime_checks: [transformers]", "runtime_checks: [transformers, onnx]"))
     with pytest.raises(UserError, match=rf"^{unknown_runtime}: runtime_checks\[1\]: unknown runtime 'onnx' "
-                                        r"\(known: transformers, vllm\)$"):
+                                        r"\(known: transformers, vllm, onnxruntime\)$"):
         load_target(unknown_runtime)
 
     with pytest.raises(UserError, match="no such target file"):

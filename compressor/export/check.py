@@ -5,6 +5,8 @@ upcast to fp32 (fp16/bf16 values are exact in fp32). The runtime gets the refere
 so both sides run the same ids; its own tokenization of the prompt texts is compared separately
 (tokenizer drift between transformers versions is a real trap). Greedy continuations are compared
 position by position and up to the first divergence; the first step's logits (log-probs for vLLM) too.
+For onnxruntime the artifact is the ONNX export beside the model (DIR/onnx/model.onnx, `compressor export onnx`)
+run with plain onnxruntime; its tokenizer is the one the export wrote.
 """
 
 import inspect
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from compressor.errors import CheckFailed, UserError
 
-RUNTIMES = ("transformers", "vllm")
+RUNTIMES = ("transformers", "vllm", "onnxruntime")
 PROMPTS = ("The capital of France is", "def fibonacci(n):", "대한민국의 수도는", "1, 2, 3, 4,")
 DEFAULT_MIN_AGREEMENT = 0.5  # greedy legitimately diverges after near-ties once weights are half precision
 TOP_LOGPROBS = 5
@@ -158,7 +160,57 @@ def run_vllm_check(folder: Path, prompts: list[str], prompt_ids: list[list[int]]
             "dtype": result.get("dtype"), "load_s": result.get("load_s"), "versions": result.get("versions", {})}
 
 
-RUNNERS = {"transformers": run_transformers, "vllm": run_vllm_check}
+def onnx_artifact(output_dir: Path, onnx: Path | None = None) -> Path:
+    """The .onnx file to check: `onnx` (a file, or a folder holding model.onnx), else OUTPUT_DIR/onnx/model.onnx."""
+    from compressor.export.onnx_export import default_onnx_dir
+    from compressor.runtimes.onnx_runtime import ONNX_FILE
+
+    path = Path(onnx) if onnx else default_onnx_dir(output_dir)
+    if path.is_dir() or not path.suffix:
+        path = path / ONNX_FILE
+    if not path.is_file():
+        raise CheckFailed(f"{path}: no ONNX artifact (run `compressor export onnx {output_dir}` first)")
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise UserError("onnxruntime is not installed: pip install -e '.[onnx]' (CPU) or -e '.[gpu]' (CUDA)") from None
+    return path
+
+
+def run_onnxruntime(onnx_path: Path, prompts: list[str], prompt_ids: list[list[int]], max_tokens: int) -> dict:
+    """Plain onnxruntime (CPU) on the exported decoder, greedy on `prompt_ids`; the export's own tokenizer."""
+    import onnxruntime
+    import torch
+    from transformers import AutoTokenizer
+
+    from compressor.runtimes.onnx_runtime import OnnxDecoder, open_session
+
+    start = time.perf_counter()
+    try:
+        decoder = OnnxDecoder(open_session(onnx_path))
+    except Exception as error:  # corrupt protobuf, missing external data, not a decoder: one line
+        raise CheckFailed(f"{onnx_path}: does not load in onnxruntime {onnxruntime.__version__}: "
+                          f"{_one_line(f'{type(error).__name__}: {error}')}") from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(onnx_path.parent)
+    except Exception as error:
+        raise CheckFailed(f"{onnx_path.parent}: no usable tokenizer beside the ONNX model: "
+                          f"{_one_line(f'{type(error).__name__}: {error}')}") from None
+    load_s = time.perf_counter() - start
+    runs = []
+    for ids in prompt_ids:
+        try:
+            run = decoder.greedy(ids, max_tokens)
+        except Exception as error:
+            raise CheckFailed(f"{onnx_path}: onnxruntime fails to run it: "
+                              f"{_one_line(f'{type(error).__name__}: {error}')}") from None
+        runs.append({"token_ids": run["token_ids"], "first_logits": torch.from_numpy(run["first_logits"])})
+    return {"runs": runs, "texts": [tokenizer.decode(r["token_ids"]) for r in runs],
+            "text_prompt_token_ids": [tokenizer(p).input_ids for p in prompts], "dtype": decoder.cache_dtype,
+            "load_s": load_s, "versions": {"onnxruntime": onnxruntime.__version__}}
+
+
+RUNNERS = {"transformers": run_transformers, "vllm": run_vllm_check, "onnxruntime": run_onnxruntime}
 
 
 def _positions(expected: list[int], got: list[int], n: int) -> tuple[float, int]:
@@ -204,8 +256,11 @@ def compare(prompts: list[str], ref: dict, got: dict, max_tokens: int) -> list[d
 
 
 def check_output(output_dir: Path, runtime: str, max_tokens: int = 32, prompts=None,
-                 min_agreement: float = DEFAULT_MIN_AGREEMENT, progress=_quiet, eager: bool = False) -> dict:
+                 min_agreement: float = DEFAULT_MIN_AGREEMENT, progress=_quiet, eager: bool = False,
+                 onnx: Path | None = None) -> dict:
     """Load OUTPUT_DIR/model in `runtime`, compare its greedy output with the reference; see the module doc.
+
+    `onnx` (onnxruntime only): the ONNX file or folder to check instead of OUTPUT_DIR/onnx/model.onnx.
 
     Raises CheckFailed (one line) when the runtime cannot load or run the folder; otherwise returns the
     comparison with "passed" and, when it did not pass, "reasons".
@@ -218,13 +273,14 @@ def check_output(output_dir: Path, runtime: str, max_tokens: int = 32, prompts=N
         raise UserError("max_tokens must be at least 1")
     started = time.perf_counter()
     folder = model_folder(output_dir)
+    artifact = onnx_artifact(output_dir, onnx) if runtime == "onnxruntime" else folder  # missing: fail before work
     prompts = list(prompts or PROMPTS)
     progress(f"reference: {folder} in fp32 on CPU, greedy {max_tokens} tokens on {len(prompts)} prompts")
     ref = reference(folder, prompts, max_tokens)
-    progress(f"loading {folder} in {runtime}" + (" (the engine takes 1-2 min to start)" if runtime == "vllm" else ""))
+    progress(f"loading {artifact} in {runtime}" + (" (the engine takes 1-2 min to start)" if runtime == "vllm" else ""))
     t0 = time.perf_counter()
     options = {"eager": True} if eager and runtime == "vllm" else {}
-    got = RUNNERS[runtime](folder, prompts, ref["prompt_token_ids"], max_tokens, **options)
+    got = RUNNERS[runtime](artifact, prompts, ref["prompt_token_ids"], max_tokens, **options)
     runtime_s = time.perf_counter() - t0
     rows = compare(prompts, ref, got, max_tokens)
 
@@ -234,8 +290,10 @@ def check_output(output_dir: Path, runtime: str, max_tokens: int = 32, prompts=N
         values = [r[key] for r in rows if r.get(key) is not None]
         if values:
             summary[key] = max(values)
-    version = got.get("versions", {}).get("transformers", "?")
-    who = f"vLLM (transformers {version})" if runtime == "vllm" else f"transformers {version}"
+    versions = got.get("versions", {})
+    version = versions.get("transformers", "?")
+    who = {"vllm": f"vLLM (transformers {version})", "onnxruntime": f"onnxruntime {versions.get('onnxruntime', '?')} "
+           f"(the export's tokenizer)"}.get(runtime, f"transformers {version}")
     reasons = [f"{who} tokenizes prompt {i + 1} ({r['prompt']!r}) differently: {r['runtime_prompt_token_ids']} "
                f"vs the reference's {r['prompt_token_ids']}" for i, r in enumerate(rows) if not r["prompt_ids_match"]]
     if summary["prefix_agreement"] < min_agreement:
@@ -244,6 +302,7 @@ def check_output(output_dir: Path, runtime: str, max_tokens: int = 32, prompts=N
     return {
         "output": str(output_dir),
         "model": str(folder),
+        **({"artifact": str(artifact)} if artifact != folder else {}),
         "runtime": runtime,
         "passed": not reasons,
         "reasons": reasons,
@@ -263,7 +322,7 @@ def check_output(output_dir: Path, runtime: str, max_tokens: int = 32, prompts=N
 
 def failure_line(result: dict) -> str:
     """One line for a failed check (CheckFailed message)."""
-    return f"{result['model']}: fails the {result['runtime']} check: " + "; ".join(result["reasons"])
+    return f"{result.get('artifact', result['model'])}: fails the {result['runtime']} check: " + "; ".join(result["reasons"])
 
 
 def require_pass(result: dict) -> dict:

@@ -71,12 +71,13 @@ def _quiet(message: str) -> None:
 def _runtime_checks(staged: Path, source: Path, target: Target, progress) -> list[dict]:
     """`compressor check` of the staged (rewritten) folder in each of the target's runtimes; refuse on failure."""
     from compressor.export.check import check_output
+    from compressor.export.onnx_export import default_onnx_dir
 
     results = []
     for runtime in target.runtime_checks:
         progress(f"runtime check: {runtime}")
-        try:
-            result = check_output(staged, runtime, progress=progress)
+        try:  # onnxruntime checks the output's ONNX export (never zipped: the zip holds the model folder only)
+            result = check_output(staged, runtime, progress=progress, onnx=default_onnx_dir(source.parent))
         except CheckFailed as error:
             raise CheckFailed(f"{source}: fails target {target.name}: runtime check {runtime}: "
                               f"{str(error).replace(str(staged), 'staged model')}") from None

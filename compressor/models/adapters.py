@@ -20,6 +20,9 @@ class ArchitectureAdapter:
     # per-head norms on q and k (EXAONE-4 QK-norm); shared across heads, width head_dim
     qk_norm_names: tuple[str, ...] = ()
     pre_norm: bool = True
+    # optimum-onnx has no ONNX config for this family: export it with the one of this model type (same
+    # inputs, outputs and KV-cache layout; the family's own layers are traced from its modeling code)
+    onnx_config_like: str | None = None
 
     def decoder_layers(self, model: nn.Module) -> nn.ModuleList:
         return model.model.layers
@@ -56,6 +59,13 @@ class ArchitectureAdapter:
             if isinstance(values, (list, tuple)) and len(values) == n:
                 setattr(config, key, [values[i] for i in keep])
 
+    def kv_cache_shape(self, config) -> tuple[int, int]:
+        """(KV heads, head dim) of one layer's cache, from the config (explicit head_dim: pruned heads keep theirs)."""
+        heads = config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        return kv_heads, head_dim
+
     def config_problems(self, config) -> list[str]:
         """Inconsistencies a serving stack would reject (empty when the config is sound)."""
         problems = []
@@ -77,6 +87,7 @@ ADAPTERS = {
         layer_norm_names=("post_attention_layernorm", "post_feedforward_layernorm"),
         qk_norm_names=("q_norm", "k_norm"),
         pre_norm=False,
+        onnx_config_like="qwen3",  # GQA with explicit head_dim and QK-norm, like EXAONE-4.0
     ),
 }
 

@@ -1,0 +1,197 @@
+"""`compressor export onnx DIR`: the output's model as an ONNX decoder with KV cache, checked against torch.
+
+optimum-onnx exports the model (task text-generation-with-past) in fp32 (fp16 / bf16 weights upcast exactly:
+CPUs run fp32 ONNX, and parity is measured against the fp32 reference). The export must agree with the torch
+model (`onnx_parity`): logits within `atol` and greedy agreement at least `min_agreement`, or nothing is
+written. `--int8` adds an onnxruntime int8 copy (`onnx_int8`) whose parity and speed are reported, not gated:
+int8 is lossy by design. Everything goes to DIR/onnx/ (or `out`) atomically, with compressor.json
+(source hash, parity, sizes, timings, versions).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+from pathlib import Path
+
+from compressor.atomic import atomic_dir, refuse_existing
+from compressor.errors import CheckFailed, UserError
+from compressor.export.check import DEFAULT_MIN_AGREEMENT, PROMPTS
+from compressor.export.library_noise import quiet_libraries
+from compressor.runtimes.onnx_runtime import ONNX_FILE
+
+TASK = "text-generation-with-past"
+INT8_FILE = "model_int8.onnx"
+RECORD_FILE = "compressor.json"
+ONNX_DIR = "onnx"
+# fp32 ONNX vs fp32 torch: ~1e-4 on SmolLM2 (30 layers), ~1e-5 on the tiny models; a wrong mask, rotary
+# or cache gives differences of order 1
+DEFAULT_ATOL = 1e-2
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+def default_onnx_dir(output_dir: Path) -> Path:
+    return Path(output_dir) / ONNX_DIR
+
+
+def require_onnx_packages() -> None:
+    """optimum-onnx and an onnxruntime build (CPU or GPU) must be importable: one line if not."""
+    missing = []
+    for module, package in (("optimum.exporters.onnx", "optimum-onnx"), ("onnx", "onnx"),
+                            ("onnxruntime", "onnxruntime (or onnxruntime-gpu)")):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(package)
+    if missing:
+        raise UserError(f"ONNX export needs {', '.join(missing)}: pip install -e '.[onnx]' "
+                        "(CPU) or -e '.[gpu]' (CUDA; never both in one environment)")
+
+
+def export_model(model, tokenizer, folder: Path, task: str = TASK, onnx_config=None) -> None:
+    """Write `model` (a torch model of a supported family) as folder/model.onnx with its config and tokenizer.
+
+    Takes a model, not a checkpoint folder, so that any in-memory model (an edited one, a model cut to its first
+    layers) exports the same way; `onnx_config` (an optimum OnnxConfig) describes inputs and outputs other than a
+    causal LM's (e.g. per-token scores). Weights above 2 GB go to model.onnx_data beside it (optimum's choice).
+    """
+    from optimum.exporters.onnx import onnx_export_from_model
+
+    from compressor.export.onnx_configs import register_family_configs
+    from compressor.models.adapters import adapter_for
+
+    adapter_for(model.config)  # only families with an adapter (their cache shape is known)
+    register_family_configs()
+    custom = {"model": onnx_config} if onnx_config is not None else None
+    with quiet_libraries():
+        onnx_export_from_model(model, Path(folder), task=task, custom_onnx_configs=custom, do_validation=False)
+    tokenizer.save_pretrained(folder)
+
+
+def _files(folder: Path, name: str) -> list[Path]:
+    """The .onnx file and its external data, if any."""
+    return sorted(p for p in folder.iterdir() if p.name == name or p.name.startswith(name + "_data")
+                  or p.name.startswith(name + ".data"))
+
+
+def _artifact(folder: Path, name: str, label: str, reference: dict, tokenizer, max_tokens: int) -> dict:
+    from compressor.export.onnx_parity import onnx_parity
+
+    files = _files(folder, name)
+    parity = onnx_parity(folder / name, reference, tokenizer, max_tokens)
+    return {"name": label, "file": name, "files": [p.name for p in files],
+            "size_mb": round(sum(p.stat().st_size for p in files) / 2**20, 2), "load_s": parity["load_s"],
+            **parity["summary"], "prompts": parity["prompts"], "parity_s": parity["seconds"]}
+
+
+def _versions() -> dict:
+    from compressor.versions import package_versions
+
+    return package_versions()
+
+
+def _check_target(folder: Path, target: Path) -> None:
+    target, folder = target.resolve(), folder.resolve()
+    if target == folder or target in folder.parents:
+        raise UserError(f"{target}: would replace the model folder {folder} (choose another --out)")
+
+
+def _preflight(output_dir: Path, out: Path | None, force: bool, int8_method: str, atol: float,
+               min_agreement: float, max_tokens: int):
+    """Every check that needs no model loaded: (model folder, target folder, config); UserError otherwise."""
+    from transformers import AutoConfig
+
+    from compressor.evaluate.evaluate_dir import model_folder
+    from compressor.export.onnx_int8 import METHODS
+    from compressor.models.adapters import adapter_for
+
+    folder = model_folder(output_dir)
+    target = Path(out) if out else default_onnx_dir(output_dir)
+    _check_target(folder, target)
+    refuse_existing(target, force)
+    if int8_method not in METHODS:
+        raise UserError(f"unknown int8 method {int8_method!r} (known: {', '.join(METHODS)})")
+    if max_tokens < 1 or atol <= 0 or not 0 <= min_agreement <= 1:
+        raise UserError("export onnx: need max_tokens >= 1, atol > 0 and 0 <= min_agreement <= 1")
+    try:
+        config = AutoConfig.from_pretrained(folder)
+    except Exception as error:
+        raise UserError(f"{folder}/config.json: cannot be read ({type(error).__name__}: {error})") from None
+    adapter_for(config)
+    require_onnx_packages()
+    return folder, target, config
+
+
+def _disagreements(fp32: dict, atol: float, min_agreement: float) -> list[str]:
+    problems = []
+    if fp32["logits_max_abs_diff"] > atol:
+        problems.append(f"logits max abs diff {fp32['logits_max_abs_diff']:.3g} > atol {atol:g}")
+    if fp32["prefix_agreement"] < min_agreement:
+        problems.append(f"greedy prefix agreement {fp32['prefix_agreement']:.2f} < {min_agreement:.2f}")
+    return problems
+
+
+def export_onnx(output_dir: Path, out: Path | None = None, int8: bool = False, int8_method: str = "matmul-nbits",
+                force: bool = False, atol: float = DEFAULT_ATOL, min_agreement: float = DEFAULT_MIN_AGREEMENT,
+                max_tokens: int = 32, prompts=None, progress=_quiet) -> dict:
+    """Export OUTPUT_DIR/model to ONNX (see the module doc); returns what compressor.json records."""
+    import torch
+
+    from compressor.export.onnx_int8 import quantize_int8
+    from compressor.export.onnx_parity import torch_reference
+    from compressor.models.sources import content_hash, load_model
+
+    started = time.perf_counter()
+    folder, target, config = _preflight(output_dir, out, force, int8_method, atol, min_agreement, max_tokens)
+    prompts = list(prompts or PROMPTS)
+    progress(f"hashing {folder}")
+    source_sha256 = content_hash(folder)
+    progress(f"loading {folder} in fp32 on CPU")
+    model, tokenizer = load_model(folder, torch.device("cpu"), torch.float32)
+    progress(f"torch reference: greedy {max_tokens} tokens on {len(prompts)} prompts")
+    t0 = time.perf_counter()
+    reference = torch_reference(model, tokenizer, prompts, max_tokens)
+    seconds = {"reference": round(time.perf_counter() - t0, 2)}
+    with atomic_dir(target, force) as staging:
+        progress(f"exporting with optimum-onnx ({TASK}, fp32)")
+        t0 = time.perf_counter()
+        export_model(model, tokenizer, staging)
+        seconds["export"] = round(time.perf_counter() - t0, 2)
+        del model
+        gc.collect()
+        progress("parity: onnxruntime vs torch fp32")
+        artifacts = [_artifact(staging, ONNX_FILE, "fp32", reference, tokenizer, max_tokens)]
+        problems = _disagreements(artifacts[0], atol, min_agreement)
+        if problems:
+            raise CheckFailed(f"{folder}: the fp32 ONNX export disagrees with torch: {'; '.join(problems)} "
+                              f"(nothing written to {target})")
+        if int8:
+            progress(f"int8: onnxruntime {int8_method} quantization")
+            t0 = time.perf_counter()
+            quantization = quantize_int8(staging / ONNX_FILE, staging / INT8_FILE, int8_method)
+            seconds["int8"] = round(time.perf_counter() - t0, 2)
+            progress("parity: int8 vs torch fp32")
+            artifacts.append({**_artifact(staging, INT8_FILE, "int8", reference, tokenizer, max_tokens),
+                              "quantization": quantization})
+        seconds["total"] = round(time.perf_counter() - started, 2)
+        record = {
+            "output": str(output_dir),
+            "model": str(folder),
+            "source_sha256": source_sha256,
+            "onnx_dir": str(target),
+            "task": TASK,
+            "family": config.model_type,
+            "dtype": "float32",
+            "parity": {"atol": atol, "min_agreement": min_agreement, "max_tokens": max_tokens,
+                       "prompts": prompts, "reference": "torch fp32 on CPU (transformers)", "gated": ["fp32"]},
+            "passed": True,
+            "artifacts": artifacts,
+            "versions": _versions(),
+            "seconds": seconds,
+        }
+        (staging / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    return record
