@@ -1,5 +1,6 @@
 """Shared by the structural-edit tests: apply stages to a tiny model, reload, compare logits."""
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
@@ -24,3 +25,12 @@ def load(folder):
 @torch.no_grad()
 def logits(model, ids=IDS):
     return model(ids).logits
+
+
+@pytest.fixture(autouse=False)
+def one_thread():
+    """Tiny models run fastest on one thread; on a busy machine extra threads only wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -6,7 +6,9 @@ import torch
 from compressor.edits.prune_heads import choose_heads
 from compressor.errors import UserError
 from compressor.models.adapters import adapter_for
-from structural_helpers import CALIBRATION, IDS, apply_tiny, load, logits
+from structural_helpers import CALIBRATION, IDS, apply_tiny, load, logits, one_thread  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def zero_heads(model, kept_per_layer: list[list[int]], head_dim: int):

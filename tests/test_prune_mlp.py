@@ -5,7 +5,9 @@ import torch
 
 from compressor.errors import UserError
 from compressor.models.adapters import adapter_for
-from structural_helpers import CALIBRATION, IDS, apply_tiny, load, logits
+from structural_helpers import CALIBRATION, IDS, apply_tiny, load, logits, one_thread  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_keeping_every_neuron_is_the_identity(tmp_path, tiny_dir):

@@ -10,9 +10,11 @@ from compressor.models.adapters import adapter_for
 from compressor.models.tiny import byte_tokenizer, tiny_llama_config, tiny_model
 from compressor.stages import StageContext, stage_function
 from compressor.recipe import parse_recipe
-from structural_helpers import CALIBRATION, IDS, apply_tiny, load, logits
+from structural_helpers import CALIBRATION, IDS, apply_tiny, load, logits, one_thread  # noqa: F401
 
 DEAD = [3, 10, 17, 30, 41, 50, 57, 63]  # residual channels nothing writes to
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def kill_channels(folder, out_folder):

@@ -94,7 +94,7 @@ def distill(student, teacher, train: torch.Tensor, holdout: torch.Tensor, settin
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             if (step + 1) % every == 0 or step + 1 == settings.steps:
                 done = (step + 1) / settings.steps
                 elapsed = time.perf_counter() - started
