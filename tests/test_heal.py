@@ -46,6 +46,15 @@ def test_heal_with_hidden_loss_checkpointing_and_bf16_autocast(tmp_path, tiny_ex
     assert next(model.parameters()).dtype == torch.float32 and not model.is_gradient_checkpointing
 
 
+def test_frozen_embeddings_stay_as_they_were(tmp_path, tiny_llama_dir):
+    out, report = apply_tiny(tmp_path, tiny_llama_dir, [{**HEAL, "steps": 3, "train_embeddings": False}])
+    healed, source = load(out), load(tiny_llama_dir)
+    assert torch.equal(healed.model.embed_tokens.weight, source.model.embed_tokens.weight)
+    assert not torch.equal(healed.model.layers[0].mlp.up_proj.weight, source.model.layers[0].mlp.up_proj.weight)
+    embedding = source.model.embed_tokens.weight.numel()
+    assert report["stages"][0]["result"]["trained_params"] == sum(p.numel() for p in source.parameters()) - embedding
+
+
 def test_heal_keeps_the_input_dtype_and_needs_a_teacher(tiny_llama_dir):
     from compressor.models.adapters import adapter_for
     from compressor.models.sources import load_model

@@ -62,8 +62,7 @@ def test_pruned_heads_equal_the_original_with_those_heads_zeroed(tmp_path, tiny_
 
 
 def test_naive_pruning_by_index_keeps_the_first_groups(tmp_path, tiny_llama_dir):
-    _, report = apply_tiny(tmp_path, tiny_llama_dir, [{"stage": "prune_heads", "keep_fraction": 0.5,
-                                                       "gqa": "whole_groups", "by": "index"}])
+    _, report = apply_tiny(tmp_path, tiny_llama_dir, [{"stage": "prune_heads", "keep_fraction": 0.5, "by": "index"}])
     result = report["stages"][0]["result"]
     assert result["scores"] == {"kept_heads": [[0, 1]] * 4} and result["heads_after"] == 2
 
@@ -78,8 +77,9 @@ def test_choose_heads_ranks_within_groups_or_whole_groups():
 
 
 @pytest.mark.parametrize("stage, message", [
-    ({"keep": 3}, r"keep 3 is not a multiple of 2; heads to keep must be a multiple of the 2 KV groups"),
-    ({"keep": 1, "gqa": "whole_groups"}, r"keep 1 is not a multiple of 2; .*whole_groups keeps whole KV groups"),
+    ({"keep": 3, "gqa": "per_group"}, r"keep 3 is not a multiple of 2; heads to keep must be a multiple of the 2 KV "
+                                      r"groups \(gqa: per_group keeps as many heads in each group\)"),
+    ({"keep": 1}, r"keep 1 is not a multiple of 2; .*group size 2 \(gqa: whole_groups keeps whole KV groups\)"),
     ({"keep": 6}, r"keep 6 is outside 1..4 \(the model has 4\)"),
     ({"keep": 0}, r"stages\[0\].keep: Input should be greater than 0"),
     ({"keep": [2, 2, 4, 4]}, r"stages\[0\].keep: give one number for every layer: vLLM serves only uniform layers"),

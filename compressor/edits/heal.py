@@ -38,6 +38,8 @@ class HealParams(StageParams):
     seed: int = 0
     autocast: Literal["auto", "bf16", "none"] = Field("auto", description="auto: bf16 on CUDA, none on CPU")
     gradient_checkpointing: bool = False
+    train_embeddings: bool = Field(True, description="false: freeze embeddings / tied head (saves their gradient "
+                                                     "and optimizer memory)")
 
     @field_validator("split")
     @classmethod
@@ -56,5 +58,7 @@ def heal(model, tokenizer, params: HealParams, ctx):
     train, holdout = train_and_holdout(tokenizer, load_corpus(params.split), params.seq_len, params.holdout,
                                        params.seed)
     device = next(model.parameters()).device
-    ctx.record(**distill(model, ctx.teacher, train, holdout, params, device, ctx.progress))
+    frozen = () if params.train_embeddings else (ctx.adapter.embed_tokens(model).weight,
+                                                 ctx.adapter.lm_head(model).weight)
+    ctx.record(**distill(model, ctx.teacher, train, holdout, params, device, ctx.progress, frozen))
     return model

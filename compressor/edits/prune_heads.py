@@ -3,8 +3,11 @@
 Heads are ranked by Minitron's activation importance (arXiv 2407.14679; compressor.edits.importance)
 or, as the naive baseline, by index. Two GQA layouts keep `num_attention_heads % num_key_value_heads == 0`:
 
-- `gqa: per_group`: every KV group keeps the same number of its query heads (KV heads unchanged);
-- `gqa: whole_groups`: whole KV groups go (their K/V heads too), ranked by group importance.
+- `gqa: whole_groups` (default): whole KV groups go (their K/V heads too), ranked by group importance;
+- `gqa: per_group`: every KV group keeps the same number of its query heads (KV heads unchanged).
+
+On SmolLM2-135M (9 heads, 3 KV groups, 6 kept) whole groups kept far more quality than per-group
+pruning (token perplexity 17 -> 38 vs -> 169 on eval text, before healing), hence the default.
 
 q/k/v rows and o_proj columns are sliced per head; EXAONE-4's QK-norm weights have width head_dim and
 are shared by all heads, so they stay as they are; `head_dim` is written to the config explicitly.
@@ -26,8 +29,8 @@ class PruneHeadsParams(StageParams):
     keep: int | None = Field(None, gt=0, description="query heads to keep in every layer")
     keep_fraction: float | None = Field(None, gt=0, le=1,
                                         description="or: this share of the heads, rounded to a valid count")
-    gqa: Literal["per_group", "whole_groups"] = Field(
-        "per_group", description="per_group: same number of query heads in each KV group; whole_groups: drop KV groups")
+    gqa: Literal["whole_groups", "per_group"] = Field(
+        "whole_groups", description="whole_groups: drop whole KV groups; per_group: same number of query heads in each")
     by: Literal["importance", "index"] = Field("importance", description="index = keep the first heads (naive)")
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
 

@@ -58,8 +58,11 @@ def heldout_kd(student, teacher, windows: torch.Tensor, batch: int, temperature:
 
 
 def distill(student, teacher, train: torch.Tensor, holdout: torch.Tensor, settings, device,
-            progress=lambda message: None) -> dict:
-    """Train `student` toward `teacher` for `settings.steps` steps; returns what happened (losses, time)."""
+            progress=lambda message: None, frozen=()) -> dict:
+    """Train `student` toward `teacher` for `settings.steps` steps; returns what happened (losses, time).
+
+    Parameters in `frozen` (e.g. the embeddings) keep their values and get no gradients or optimizer state.
+    """
     started = time.perf_counter()
     torch.manual_seed(settings.seed)
     autocast = lambda: _autocast(device, settings.autocast)  # noqa: E731
@@ -75,9 +78,12 @@ def distill(student, teacher, train: torch.Tensor, holdout: torch.Tensor, settin
         ids = train[: settings.batch].to(device)
         with torch.no_grad(), autocast():
             projection = least_squares_projection(_forward(student, ids, True)[1], _forward(teacher, ids, True)[1])
-    trainable = [p for p in student.parameters()] + (list(projection.parameters()) if projection else [])
-    for p in trainable:
-        p.requires_grad_(True)
+    frozen_ids = {id(p) for p in frozen}
+    trainable = [p for p in student.parameters() if id(p) not in frozen_ids]
+    trainable += list(projection.parameters()) if projection else []
+    requires_grad = {p: p.requires_grad for p in student.parameters()}
+    for p in student.parameters():
+        p.requires_grad_(id(p) not in frozen_ids)
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay, betas=(0.9, 0.95))
     warmup = settings.warmup_steps if settings.warmup_steps is not None else max(1, settings.steps // 10)
     if settings.gradient_checkpointing:
@@ -106,11 +112,13 @@ def distill(student, teacher, train: torch.Tensor, holdout: torch.Tensor, settin
         del optimizer
         if settings.gradient_checkpointing:
             student.gradient_checkpointing_disable()
+        for p, flag in requires_grad.items():
+            p.requires_grad_(flag)
         student.eval()
     after = heldout_kd(student, teacher, holdout, settings.batch, settings.temperature, device, autocast)
     student.to(input_dtype)
     tenth = max(1, len(losses) // 10)
-    return {"steps": settings.steps, "tokens": settings.steps * settings.batch * settings.seq_len,
+    return {"steps": settings.steps, "trained_params": sum(p.numel() for p in trainable), "tokens": settings.steps * settings.batch * settings.seq_len,
             "train_windows": len(train), "passes_over_data": round(settings.steps * settings.batch / len(train), 2),
             "heldout_windows": len(holdout), "heldout_kd_before": round(before, 5), "heldout_kd_after": round(after, 5),
             "train_loss_first": round(sum(losses[:tenth]) / tenth, 5),
