@@ -13,6 +13,7 @@ OUT/table.md and prints the table: params, Perf, PerfNorm, SpeedNorm, Score, wor
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 def variants(calibration: dict, heal: dict) -> list[tuple[str, str, list[dict]]]:
     """(group, name, stages); the seed's naive edits first in each group."""
     cal = {"calibration": calibration}
-    heal_stage = {"stage": "heal", **heal}
+    heal_stage = {"stage": "heal", **{k: v for k, v in heal.items() if k != "override"}}
     drop = lambda n, **how: {"stage": "drop_layers", "count": n, **how}  # noqa: E731
     heads = lambda by: {"stage": "prune_heads", "keep": 6, "gqa": "whole_groups", "by": by,  # noqa: E731
                         **(cal if by == "importance" else {})}
@@ -45,21 +46,36 @@ def variants(calibration: dict, heal: dict) -> list[tuple[str, str, list[dict]]]
         ("width, about -4 layers", "mlp1152-importance+heal", [mlp, heal_stage]),
         ("width, about -4 layers", "hidden504-importance", [hidden]),
         ("width, about -4 layers", "hidden504-importance+heal", [hidden, heal_stage]),
+        ("-6 layers (-21.3M)", "drop6-top", [drop(6, **{"from": "top"})]),
+        ("-6 layers (-21.3M)", "drop6-block_influence", [drop(6, by="block_influence", **cal)]),
+        ("-6 layers (-21.3M)", "minitron", minitron_stages(heal)),  # recipes/minitron.yaml: drop 6 (BI) + heal
     ]
 
 
+def minitron_stages(heal: dict) -> list[dict]:
+    """recipes/minitron.yaml without its final cast (every variant stays fp32); its heal unless overridden."""
+    import yaml
+
+    stages = yaml.safe_load((ROOT / "recipes" / "minitron.yaml").read_text())["stages"]
+    stages = [s for s in stages if s["stage"] != "cast"]
+    for stage in stages:
+        if stage["stage"] == "heal" and heal.get("override"):
+            stage.update({k: v for k, v in heal.items() if k != "override"})
+    return stages
+
+
 QUICK = ("drop2-top", "drop2-angular", "drop2-angular+heal", "heads6-index", "heads6-importance",
-         "heads6-importance+heal")
+         "heads6-importance+heal", "minitron")
 
 
 def settings(quick: bool, heal_steps: int | None) -> tuple[dict, dict, dict]:
     if quick:
         calibration = {"samples": 8, "seq_len": 128}
-        heal = {"steps": 10, "batch": 2, "seq_len": 128, "lr": 2e-4}
+        heal = {"steps": 10, "batch": 2, "seq_len": 128, "lr": 3e-4}
         judge = {"suite": "quick", "latency": {"prompt_tokens": 64, "new_tokens": 16, "runs": 2, "warmup": 1}}
     else:
         calibration = {"samples": 32, "seq_len": 256}
-        heal = {"steps": 200, "batch": 4, "seq_len": 256, "lr": 2e-4}
+        heal = {"steps": 100, "batch": 4, "seq_len": 128, "lr": 3e-4}  # as in recipes/minitron.yaml
         judge = {"suite": "default", "latency": {"prompt_tokens": 256, "new_tokens": 128, "runs": 5, "warmup": 1}}
     if heal_steps is not None:
         heal["steps"] = heal_steps
@@ -106,6 +122,7 @@ def main() -> None:
     from compressor.recipe import parse_recipe
 
     calibration, heal, judge = settings(args.quick, args.heal_steps)
+    heal["override"] = args.quick or args.heal_steps is not None  # else minitron.yaml keeps its own heal
     chosen = args.only.split(",") if args.only else (QUICK if args.quick else None)
     todo = [v for v in variants(calibration, heal) if chosen is None or v[1] in chosen]
     unknown = set(chosen or ()) - {v[1] for v in todo}
@@ -114,8 +131,9 @@ def main() -> None:
     rows, baseline, started = [], None, time.perf_counter()
     for index, (group, name, stages) in enumerate(todo):
         print(f"[{index + 1}/{len(todo)}] {name}: {json.dumps(stages)}", flush=True)
-        recipe = parse_recipe({"name": name, "model": args.model, "stages": stages, "eval": judge}, "structural.py")
-        report = apply_recipe(recipe, "benchmarks/structural.py", out_dir=args.out / name, force=True,
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
+        recipe = parse_recipe({"name": slug, "model": args.model, "stages": stages, "eval": judge}, "structural.py")
+        report = apply_recipe(recipe, "benchmarks/structural.py", out_dir=args.out / slug, force=True,
                               fresh_baseline=index == 0, progress=lambda m: print(f"    {m}", flush=True))
         rows.append(row(group, name, report))
         if baseline is None:
@@ -130,7 +148,7 @@ def main() -> None:
     table = markdown(rows, baseline)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(
-        {"model": args.model, "quick": args.quick, "judge": judge, "heal": heal, "calibration": calibration,
+        {"model": args.model, "quick": args.quick, "judge": judge, "heal": {k: v for k, v in heal.items() if k != "override"}, "calibration": calibration,
          "baseline": baseline, "rows": rows, "seconds": round(time.perf_counter() - started)}, indent=1) + "\n")
     (args.out / "table.md").write_text(table)
     print(table)
