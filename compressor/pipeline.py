@@ -39,14 +39,16 @@ def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force:
     model, tokenizer = load_model(source.path, device, pick_dtype(recipe.model.dtype),
                                   recipe.model.trust_remote_code)
 
+    teacher = frozen_copy(model) if any(p.needs_teacher for p in recipe.stages) else None
     stage_reports = []
     for index, params in enumerate(recipe.stages, 1):
         progress(f"stage {index}/{len(recipe.stages)}: {params.stage}")
-        ctx = StageContext(adapter=adapter, device=device, progress=progress)
+        ctx = StageContext(adapter=adapter, device=device, progress=progress, teacher=teacher)
         t0 = time.perf_counter()
         model = stage_function(params.stage)(model, tokenizer, params, ctx)
         stage_reports.append({"stage": params.stage, "params": params.model_dump(mode="json", by_alias=True),
                               "seconds": round(time.perf_counter() - t0, 2), "result": ctx.records})
+    teacher = ctx = None  # free the teacher before writing
     problems = adapter.config_problems(model.config)
     if problems:
         raise RuntimeError(f"stages left an inconsistent config: {'; '.join(problems)}")
@@ -85,6 +87,13 @@ def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force:
         report["seconds"] = round(time.perf_counter() - started, 2)
         write_reports(report, staging)
     return report
+
+
+def frozen_copy(model):
+    """The model as it is now, detached from later edits: eval mode, no gradients (the heal stage's teacher)."""
+    import copy
+
+    return copy.deepcopy(model).eval().requires_grad_(False)
 
 
 def config_value(model_dir: Path, key: str):

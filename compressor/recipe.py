@@ -111,8 +111,12 @@ def load_recipe(path: Path | str):
 
 def check_against_config(recipe, config, source: str) -> None:
     """Reject parameters impossible for this model (e.g. dropping every layer) before loading weights."""
+    import copy
+
+    config = copy.deepcopy(config)  # stages plan their changes on a copy, so each is checked against its input
     for index, params in enumerate(recipe.stages):
         try:
             params.check_config(config)
+            config = params.planned_config(config)
         except ValueError as error:
             raise UserError(f"{source}: stages[{index}] ({params.stage}): {error}") from None

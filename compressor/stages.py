@@ -5,7 +5,7 @@ what it wants in the report goes through `ctx.record`.
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -16,9 +16,15 @@ class StageParams(BaseModel):
     """Base of every stage's parameters; subclasses set `stage: Literal["name"]`."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # True: the pipeline keeps a frozen copy of the model as loaded (before any stage) in `ctx.teacher`
+    needs_teacher: ClassVar[bool] = False
 
     def check_config(self, config) -> None:
         """Raise ValueError when these parameters cannot apply to a model with this config."""
+
+    def planned_config(self, config):
+        """The config this stage will leave (so later stages are checked against it); default unchanged."""
+        return config
 
 
 @dataclass
@@ -27,6 +33,7 @@ class StageContext:
     device: Any
     records: dict = field(default_factory=dict)
     progress: Callable[[str], None] = lambda message: None
+    teacher: Any = None  # frozen copy of the source as loaded, when a stage needs_teacher (heal)
 
     def record(self, **values) -> None:
         self.records.update(values)
@@ -49,6 +56,7 @@ def register(params_cls: type[StageParams]) -> Callable[[StageFn], StageFn]:
 def _load_all() -> None:
     # importing the stage modules registers them
     from compressor.edits import cast, drop_layers  # noqa: F401
+    from compressor.edits import heal, prune_heads, prune_mlp, reduce_hidden  # noqa: F401
 
 
 def registry() -> dict[str, tuple[type[StageParams], StageFn]]:

@@ -41,6 +41,10 @@ class DropLayersParams(StageParams):
         if bad:
             raise ValueError(f"layer indices {bad} out of range for {total} layers")
 
+    def planned_config(self, config):
+        config.num_hidden_layers -= len(self.layers) if self.layers is not None else self.count
+        return config
+
 
 def choose_layers(model, tokenizer, params: DropLayersParams, adapter) -> tuple[list[int], dict]:
     total = len(adapter.decoder_layers(model))

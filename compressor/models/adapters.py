@@ -23,6 +23,14 @@ class ArchitectureAdapter:
     # optimum-onnx has no ONNX config for this family: export it with the one of this model type (same
     # inputs, outputs and KV-cache layout; the family's own layers are traced from its modeling code)
     onnx_config_like: str | None = None
+    # projections, by role: what reads the hidden state and what writes it back
+    attn_in_names: tuple[str, ...] = ("q_proj", "k_proj", "v_proj")
+    attn_out_name: str = "o_proj"
+    mlp_in_names: tuple[str, ...] = ("gate_proj", "up_proj")
+    mlp_out_name: str = "down_proj"
+    # attention-module attributes that cache head counts at construction (updated when heads are pruned)
+    head_count_attrs: tuple[str, ...] = ("num_heads", "num_attention_heads", "num_key_value_heads",
+                                         "num_key_value_groups")
 
     def decoder_layers(self, model: nn.Module) -> nn.ModuleList:
         return model.model.layers
@@ -41,6 +49,28 @@ class ArchitectureAdapter:
 
     def mlp(self, layer: nn.Module) -> nn.Module:
         return layer.mlp
+
+    def hidden_norms(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
+        """Every norm of width hidden_size, named: the per-layer norms, then the final norm (QK-norms excluded)."""
+        norms = [(f"layers.{i}.{name}", getattr(layer, name))
+                 for i, layer in enumerate(self.decoder_layers(model)) for name in self.layer_norm_names]
+        return norms + [("norm", self.final_norm(model))]
+
+    def head_dim(self, config) -> int:
+        return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+    def set_head_counts(self, model: nn.Module, heads: int, kv_heads: int) -> None:
+        """Record new (uniform) head counts in the config and in every attention module's cached attributes."""
+        config = model.config
+        config.head_dim = self.head_dim(config)  # explicit: hidden_size // heads no longer holds
+        config.num_attention_heads, config.num_key_value_heads = heads, kv_heads
+        values = {"num_heads": heads, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
+                  "num_key_value_groups": heads // kv_heads}
+        for layer in self.decoder_layers(model):
+            attn = self.attention(layer)
+            for attr in self.head_count_attrs:
+                if hasattr(attn, attr):
+                    setattr(attn, attr, values[attr])
 
     def keep_layers(self, model: nn.Module, keep: list[int]) -> None:
         """Keep only the decoder layers at indices `keep` (in order); renumber and sync the config."""

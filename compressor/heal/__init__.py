@@ -1,0 +1,1 @@
+"""Healing by knowledge distillation from the unpruned model (the `heal` stage's machinery)."""
