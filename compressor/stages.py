@@ -49,6 +49,7 @@ def register(params_cls: type[StageParams]) -> Callable[[StageFn], StageFn]:
 def _load_all() -> None:
     # importing the stage modules registers them
     from compressor.edits import cast, drop_layers  # noqa: F401
+    from compressor.quantize import stage as quantize  # noqa: F401
 
 
 def registry() -> dict[str, tuple[type[StageParams], StageFn]]:

@@ -3,7 +3,7 @@
 from importlib import metadata
 
 PACKAGES = ("compressor", "torch", "transformers", "tokenizers", "safetensors", "lm_eval",
-            "accelerate", "llmcompressor", "compressed-tensors", "vllm", "onnxruntime")
+            "accelerate", "llmcompressor", "compressed-tensors", "bitsandbytes", "vllm", "onnxruntime")
 
 
 def package_versions() -> dict[str, str]:
