@@ -98,10 +98,20 @@ def main() -> None:
         print(f"  {message}", file=sys.stderr, flush=True)
 
     started = time.perf_counter()
+    rows, baseline_row = [], None
+
+    def save() -> list[dict]:
+        all_rows = ([baseline_row] if baseline_row else []) + rows
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.json").write_text(json.dumps(
+            {"runtime": args.runtime, "quick": args.quick, "suite": spec.suite, "latency": latency,
+             "calibration": calibration, "model": args.model, "seconds": round(time.perf_counter() - started, 1),
+             "rows": all_rows}, indent=2, default=str) + "\n")
+        return all_rows
+
     base_dir = args.out / "bf16"
     print(f"bf16 source -> {base_dir}", file=sys.stderr)
     apply(args.model, "bf16", [{"stage": "cast", "dtype": "bfloat16"}], base_dir)
-    rows, baseline_row = [], None
     for name in names:
         stage = {"stage": "quantize", **SCHEMES[name]}
         if stage.get("method") == "gptq" or stage["scheme"] == "fp8" or "smoothquant" in stage:
@@ -118,16 +128,13 @@ def main() -> None:
         except Exception as error:  # a runtime that cannot serve a format: recorded, not hidden
             rows.append({"scheme": name, "size_mb": size, "error": " ".join(f"{type(error).__name__}: {error}".split())})
             print(f"  failed: {rows[-1]['error'][:300]}", file=sys.stderr)
+            save()
             continue
         if baseline_row is None:
             baseline_row = row("bf16 (baseline)", folder_size_mb(base_dir / "model"), None, ev, "baseline")
-        rows.append(row(name, size, round(apply_s, 1), ev) | {"stage_result": report["stages"][0]["result"].get("note")})
-    all_rows = ([baseline_row] if baseline_row else []) + rows
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(
-        {"runtime": args.runtime, "quick": args.quick, "suite": spec.suite, "latency": latency,
-         "calibration": calibration, "model": args.model, "seconds": round(time.perf_counter() - started, 1),
-         "rows": all_rows}, indent=2, default=str) + "\n")
+        rows.append(row(name, size, round(apply_s, 1), ev) | {"note": report["stages"][0]["result"].get("note")})
+        save()  # after every row: a long run leaves what it measured
+    all_rows = save()
     print(f"\n{args.model} in {args.runtime}, suite {spec.suite}, {latency['new_tokens']} new tokens x "
           f"{latency['runs']} runs (median); Perf / Score against the bf16 source measured in this run\n")
     print(table(all_rows))

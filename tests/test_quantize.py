@@ -238,3 +238,52 @@ def test_cli_rejects_fp8_for_bitsandbytes(monkeypatch, capsys, tmp_path):
     assert code == 2 and "Traceback" not in err
     assert err.strip() == (f"error: {path}: stages[0].backend: scheme 'fp8' is not available with backend "
                            f"bitsandbytes (it has: llm-int8, nf4)")
+
+
+def test_w8a8_output_evaluates_in_the_torch_runtime(tiny_llama_dir, tmp_path):
+    from compressor.evaluate.evaluate_dir import evaluate_output
+    from compressor.recipe import EvalSpec
+
+    out = tmp_path / "out"
+    pipeline.apply_recipe(recipe_for(tiny_llama_dir, [{"stage": "quantize", "scheme": "w8a8-int8"}]), "q.yaml", out_dir=out)
+    spec = EvalSpec(baseline=False, suite="quick", limit=2, latency={"prompt_tokens": 16, "new_tokens": 4, "runs": 1})
+    measured = evaluate_output(out, spec, device="cpu")["eval"]["model"]
+    assert measured["dtype"] == "bfloat16" and 0 <= measured["perf"] <= 1 and measured["tpt_ms"] > 0
+    assert set(measured["tasks"]) == {"minimal_pairs", "retrieval", "corpus_ppl"}
+
+
+def test_nf4_output_passes_the_transformers_check(tiny_exaone4_dir, tmp_path):
+    """bitsandbytes is for transformers users: the stock loader in a fresh process reproduces our greedy output."""
+    from compressor.export.check import check_output
+
+    out = tmp_path / "out"
+    stage = {"stage": "quantize", "scheme": "nf4", "backend": "bitsandbytes"}
+    pipeline.apply_recipe(recipe_for(tiny_exaone4_dir, [stage]), "q.yaml", out_dir=out)
+    checked = check_output(out, "transformers", max_tokens=8)
+    assert checked["passed"], checked["reasons"]
+    assert checked["runtime_info"]["dtype"] == "bfloat16"
+
+
+def test_vllm_failure_names_the_root_cause():
+    """What vLLM's CPU build says about formats it cannot serve (log lines as it printed them, shortened)."""
+    from compressor.runtimes.vllm_runtime import _last_error
+
+    worker = "(Worker pid=26601) ERROR 11-24 09:52:04 [multiproc_executor.py:953] "
+    fp8_static = "\n".join([
+        worker + "Traceback (most recent call last):",
+        worker + "RuntimeError: _C::static_scaled_fp8_quant() expected at most 0 argument(s) but received 4 argument(s).",
+        "(EngineCore pid=26581) ERROR 11-24 09:52:08 [core.py:1510] Exception: WorkerProc initialization failed due "
+        "to an exception in a background process. See stack trace for root cause.",
+        "    raise RuntimeError(",
+        "RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {'EngineCore': 1}"])
+    assert _last_error(fp8_static) == ("RuntimeError: _C::static_scaled_fp8_quant() expected at most 0 argument(s) "
+                                       "but received 4 argument(s).")
+    w8a16 = "\n".join([worker + "ValueError: Failed to find a kernel that can implement the WNA16 linear layer. Reasons: ",
+                       worker + " CPUWNA16LinearKernel cannot implement due to: Quant type (uint8b128) not supported",
+                       "RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}"])
+    assert _last_error(w8a16).endswith("Reasons: CPUWNA16LinearKernel cannot implement due to: Quant type (uint8b128) "
+                                       "not supported")
+    bnb = "\n".join(["pydantic_core._pydantic_core.ValidationError: 1 validation error for ModelConfig",
+                     "  Value error, Unknown quantization method: bitsandbytes. Must be one of ['awq']"])
+    assert _last_error(bnb).endswith("for ModelConfig Value error, Unknown quantization method: bitsandbytes. "
+                                     "Must be one of ['awq']")

@@ -2,13 +2,14 @@
 
 transformers quantizes while loading, so the in-memory model is reloaded from its own state dict with a
 `BitsAndBytesConfig` (no file is written). The result saves and reloads with the stock loader (transformers
-on CPU or CUDA); vLLM serves bitsandbytes checkpoints slowly (dequantizing on the fly), so prefer the
-llm-compressor schemes there.
+on CPU or CUDA); vLLM serves bitsandbytes checkpoints slowly on GPUs and its CPU build (0.32) rejects them
+("Unknown quantization method: bitsandbytes"), so prefer the llm-compressor schemes there.
 """
 
 import torch
 
-VLLM_NOTE = "bitsandbytes checkpoints are for transformers: vLLM serves them slowly (or, on CPU, not at all)"
+VLLM_NOTE = ("bitsandbytes checkpoints are for transformers: vLLM serves them slowly on GPUs, and its CPU build "
+             "does not load them (unknown quantization method)")
 
 
 def bitsandbytes_config(params):

@@ -5,11 +5,12 @@ serves: w8a8-int8, fp8-dynamic, fp8 (static, calibrated), w8a16, w4a16; `method:
 2022, arXiv 2210.17323) instead of round-to-nearest, `smoothquant: alpha` (Xiao et al. 2023, arXiv
 2211.10438) before it, with the mappings of the architecture adapter (EXAONE-4's post-norms leave only
 up_proj -> down_proj; see compressor/models/adapters.py).
-backend bitsandbytes: llm-int8 and nf4 for transformers users (vLLM serves them slowly, if at all).
+backend bitsandbytes: llm-int8 and nf4 for transformers users (vLLM serves them slowly; its CPU build not at all).
 
 `lm_head` is never quantized (always in `ignore`), embeddings are not Linear layers and stay as they are,
-tied embeddings stay tied. Calibration runs in fp32 on CPU (bf16 matmuls there are ~5x slower), then the
-model is cast to `dtype`, the precision of everything left unquantized and of the scales.
+tied embeddings stay tied. Calibration runs in fp32 on CPU (bf16 matmuls there are ~5x slower); the weights
+are then rounded once against their scales as stored in `dtype` (compressor/quantize/compress.py), the
+precision of the scales and of everything left unquantized.
 """
 
 import importlib.util
