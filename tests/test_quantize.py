@@ -261,7 +261,30 @@ def test_nf4_output_passes_the_transformers_check(tiny_exaone4_dir, tmp_path):
     pipeline.apply_recipe(recipe_for(tiny_exaone4_dir, [stage]), "q.yaml", out_dir=out)
     checked = check_output(out, "transformers", max_tokens=8)
     assert checked["passed"], checked["reasons"]
-    assert checked["runtime_info"]["dtype"] == "bfloat16"
+    assert checked["runtime_info"]["dtype"] == checked["reference"]["dtype"] == "bfloat16"
+    assert checked["summary"]["agreement"] == 1.0 and checked["summary"]["logits_max_abs_diff"] == 0.0
+
+
+@pytest.mark.parametrize("runtime, quantized, expected", [("transformers", True, "auto"), ("vllm", True, "float32"),
+                                                          ("transformers", False, "float32")])
+def test_check_reference_precision(runtime, quantized, expected, tmp_path, monkeypatch):
+    """Quantized folders in transformers: reference in the stored dtype (the runtime's own rounding); else fp32."""
+    from compressor.export import check
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"quantization_config": {"quant_method": "compressed-tensors"}}
+                                                   if quantized else {}))
+    seen = {}
+
+    def fake_reference(path, prompts, max_tokens, dtype="float32"):
+        seen["dtype"] = dtype
+        raise UserError("stop here")
+
+    monkeypatch.setattr(check, "reference", fake_reference)
+    with pytest.raises(UserError, match="stop here"):
+        check.check_output(tmp_path, runtime)
+    assert seen["dtype"] == expected
 
 
 def test_vllm_failure_names_the_root_cause():

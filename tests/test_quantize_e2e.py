@@ -32,11 +32,17 @@ def test_smollm2_w8a8_is_stored_in_int8(smollm2_w8a8):
 
 @pytest.mark.skipif(vllm_python() is None, reason="no .venv-vllm: run `make install-vllm`")
 def test_smollm2_w8a8_loads_and_generates_in_vllm(smollm2_w8a8):
+    """vLLM's int8 kernels and transformers' fp32 emulation quantize activations differently: both are faithful
+    (quick-suite word ppl 116 in vLLM, 120 in the bf16 emulation, 112 unquantized) but greedy paths part at
+    near-ties within a few tokens on a 135M model (mean prefix agreement 0.37-0.60 seen), hence the lower bar."""
     out, _ = smollm2_w8a8
-    result = check_output(out, "vllm")
-    print(f"\nvLLM W8A8: {result['summary']}, dtype {result['runtime_info']['dtype']}, "
-          f"load {result['runtime_info']['load_s']} s; {result['prompts'][0]['runtime_text']!r}")
+    result = check_output(out, "vllm", min_agreement=0.25)
+    rows = result["prompts"]
+    print(f"\nvLLM W8A8: {result['summary']}, dtype {result['runtime_info']['dtype']}, load "
+          f"{result['runtime_info']['load_s']} s; prefix per prompt {[r['prefix_match'] for r in rows]}; "
+          f"{rows[0]['runtime_text']!r}")
     assert result["passed"], result["reasons"]
-    assert all(row["prompt_ids_match"] for row in result["prompts"])
+    assert all(row["prompt_ids_match"] for row in rows)
     assert result["runtime_info"]["dtype"] == "bfloat16" and result["versions"]["vllm"]
-    assert result["prompts"][0]["runtime_text"].startswith(" Paris")  # "The capital of France is"
+    assert rows[0]["runtime_text"].startswith(" Paris")  # "The capital of France is"
+    assert rows[3]["runtime_text"].startswith(" 5, 6, 7, 8")  # "1, 2, 3, 4,"
