@@ -126,7 +126,8 @@ def main() -> None:
             size = folder_size_mb(out / "model")
             ev = judge(out / "model", base_dir / "model", spec, device, progress)
         except Exception as error:  # a runtime that cannot serve a format: recorded, not hidden
-            rows.append({"scheme": name, "size_mb": size, "error": " ".join(f"{type(error).__name__}: {error}".split())})
+            message = " ".join(f"{type(error).__name__}: {error}".split())
+            rows.append({"scheme": name, "size_mb": size, "error": message})
             print(f"  failed: {rows[-1]['error'][:300]}", file=sys.stderr)
             save()
             continue

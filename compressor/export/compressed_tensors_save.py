@@ -1,11 +1,11 @@
 """Save a model carrying compressed-tensors quantization (what llm-compressor leaves) in compressed form.
 
 The weights are compressed in place unless they already are (int8 / fp8 tensors, int4 packed in int32,
-with their scales), the model is saved with the class's own `save_pretrained`, and `quantization_config` is written into
-config.json: the format vLLM and transformers load. llm-compressor's wrapper around `save_pretrained`
-does the same but also writes its `recipe.yaml` (python tuples, not safe-loadable) into the folder; the
-modifiers are recorded in report.json instead. A compressed model decompresses itself on its next
-forward pass, so the in-memory model stays usable.
+with their scales), the model is saved with the class's own `save_pretrained`, and `quantization_config`
+is written into config.json: the format vLLM and transformers load. llm-compressor's wrapper around
+`save_pretrained` does the same but also writes its `recipe.yaml` (python tuples, not safe-loadable) into
+the folder; the modifiers are recorded in report.json instead. A compressed model decompresses itself on
+its next forward pass, so the in-memory model stays usable.
 """
 
 from pathlib import Path

@@ -62,7 +62,8 @@ def quantize_llmcompressor(model, tokenizer, params, ctx):
             dataset = calibration_dataset(tokenizer, params.calibration)
         if next(model.parameters()).device.type == "cpu" and model.dtype != torch.float32:
             model = model.float()  # calibrate in fp32 on CPU: half-precision matmuls there are slow
-        ctx.progress(f"quantize: {params.scheme} ({' + '.join(type(m).__name__ for m in modifiers)}) with llm-compressor")
+        names = " + ".join(type(m).__name__ for m in modifiers)
+        ctx.progress(f"quantize: {params.scheme} ({names}) with llm-compressor")
         start = time.perf_counter()
         model = oneshot(model=model, tokenizer=tokenizer, recipe=modifiers, dataset=dataset,
                         num_calibration_samples=len(dataset) if dataset is not None else 0,

@@ -76,7 +76,7 @@ class QuantizeParams(StageParams):
     def _group_size_for_grouped(cls, group_size, info):
         scheme = info.data.get("scheme")
         if group_size is not None and scheme and not SCHEMES[scheme].grouped:
-            raise ValueError(f"group_size applies to w8a16 and w4a16, not {scheme} (its scales are fixed by the scheme)")
+            raise ValueError(f"group_size applies to w8a16 and w4a16, not {scheme} (its scales are fixed)")
         return group_size
 
     @field_validator("ignore")
@@ -102,8 +102,9 @@ class QuantizeParams(StageParams):
             bad = {where: width for where, width in widths.items() if width % self.group_size}
             if bad:
                 listed = ", ".join(f"{where} = {width}" for where, width in bad.items())
+                all_widths = ", ".join(map(str, sorted(set(widths.values()))))
                 raise ValueError(f"group_size {self.group_size} does not divide the input width of every quantized "
-                                 f"layer ({listed}); use a divisor of {', '.join(map(str, sorted(set(widths.values()))))} "
+                                 f"layer ({listed}); use a divisor of {all_widths} "
                                  f"or leave group_size unset for one scale per output channel")
         if self.smoothquant is not None:
             from compressor.models.adapters import adapter_for
