@@ -280,7 +280,7 @@ def check(output_dir, runtime, min_agreement, max_tokens, eager, onnx_path, as_j
     """Deployment gate: load OUTPUT_DIR/model in RUNTIME and compare its greedy output with this tool's own.
 
     Fails (exit 2) when the runtime cannot load the folder, tokenizes the prompts differently,
-    or its greedy tokens diverge from the fp32 reference too early.
+    or its greedy tokens diverge from the tool's own (fp32) reference too early.
 
     \b
     Example:
@@ -301,7 +301,7 @@ def check(output_dir, runtime, min_agreement, max_tokens, eager, onnx_path, as_j
         info = res["runtime_info"]
         versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
         table = Table(title=f"{res.get('artifact', res['model'])} in {res['runtime']} ({info['dtype']}; {versions}) "
-                            "vs fp32 reference")
+                            f"vs {res['reference']['dtype']} reference")
         diff_key = next((k for k in ("logits_max_abs_diff", "logprobs_max_abs_diff") if k in res["summary"]), None)
         for column in ("prompt", "agreement", "prefix match", diff_key.split("_max")[0] + " diff" if diff_key else "diff"):
             table.add_column(column, justify="left" if column == "prompt" else "right")

@@ -31,6 +31,11 @@ def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force:
     config = load_config(source, recipe.model.trust_remote_code)
     adapter = adapter_for(config)
     check_against_config(recipe, config, recipe_source)
+    run_eval = recipe.eval.enabled if evaluate is None else evaluate
+    if run_eval and recipe.eval.runtime == "vllm":
+        from compressor.runtimes.vllm_runtime import require_vllm
+
+        require_vllm()  # before the work: a failed evaluation discards the unfinished output
 
     progress(f"hashing source {source.id}")
     source_hash = content_hash(source.path)
@@ -53,7 +58,6 @@ def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force:
     if problems:
         raise RuntimeError(f"stages left an inconsistent config: {'; '.join(problems)}")
 
-    run_eval = recipe.eval.enabled if evaluate is None else evaluate
     provenance = {
         "recipe": recipe.name,
         "source": {"id": source.id, "kind": source.kind, "path": str(source.path), "sha256": source_hash,

@@ -57,6 +57,7 @@ def _load_all() -> None:
     # importing the stage modules registers them
     from compressor.edits import cast, drop_layers  # noqa: F401
     from compressor.edits import heal, prune_heads, prune_mlp, reduce_hidden  # noqa: F401
+    from compressor.quantize import stage as quantize  # noqa: F401
 
 
 def registry() -> dict[str, tuple[type[StageParams], StageFn]]:

@@ -3,8 +3,8 @@
 from importlib import metadata
 
 PACKAGES = ("compressor", "torch", "transformers", "tokenizers", "safetensors", "lm_eval",
-            "accelerate", "llmcompressor", "compressed-tensors", "vllm", "onnxruntime", "onnxruntime-gpu",
-            "onnx", "optimum", "optimum-onnx")
+            "accelerate", "llmcompressor", "compressed-tensors", "bitsandbytes", "vllm", "onnxruntime",
+            "onnxruntime-gpu", "onnx", "optimum", "optimum-onnx")
 
 
 def package_versions() -> dict[str, str]:

@@ -31,6 +31,8 @@ def test_gallery_recipe_output_passes_transformers_check(recipe_path, tiny_dir, 
     for stage in recipe.stages:
         if stage.stage == "drop_layers" and stage.count:
             stage.count = min(stage.count, 2)  # the tiny models have 4 layers; SmolLM2's recipe drops 4 of 30
+        if stage.stage == "quantize":
+            stage.calibration.samples = min(stage.calibration.samples, 4)  # GPTQ/SmoothQuant: the format is the point
     out = tmp_path / recipe_path.stem
     apply_recipe(recipe, str(recipe_path), out_dir=out, evaluate=False)
 

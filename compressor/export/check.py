@@ -1,10 +1,16 @@
 """`compressor check DIR --runtime R`: does R load the output and generate what the tool itself generates?
 
 The reference is this tool's own greedy output: the folder loaded with `load_model` on CPU, weights
-upcast to fp32 (fp16/bf16 values are exact in fp32). The runtime gets the reference's prompt token ids,
-so both sides run the same ids; its own tokenization of the prompt texts is compared separately
-(tokenizer drift between transformers versions is a real trap). Greedy continuations are compared
-position by position and up to the first divergence; the first step's logits (log-probs for vLLM) too.
+upcast to fp32 (fp16/bf16 values are exact in fp32). A quantized folder (config.json has a
+quantization_config) checked in transformers is the exception: it runs dequantized and re-quantizes
+activations, every precision rounds those steps differently (fp32 vs bf16 flips SmolLM2 W8A8's greedy
+picks within a few tokens), so its reference runs in the stored dtype, the precision the runtime runs it
+in. vLLM's int8 kernels quantize and accumulate in fp32: for them the fp32 reference is the closer one
+(SmolLM2 W8A8: mean prefix agreement 0.60 against fp32, 0.39 against bf16).
+The runtime gets the reference's prompt token ids, so both sides run the same ids; its own tokenization
+of the prompt texts is compared separately (tokenizer drift between transformers versions is a real
+trap). Greedy continuations are compared position by position and up to the first divergence; the first
+step's logits (log-probs for vLLM) too.
 For onnxruntime the artifact is the ONNX export beside the model (DIR/onnx/model.onnx, `compressor export onnx`)
 run with plain onnxruntime; its tokenizer is the one the export wrote.
 """
@@ -58,8 +64,15 @@ def greedy(model, prompt_ids: list[list[int]], max_tokens: int) -> list[dict]:
     return out
 
 
-def reference(folder: Path, prompts: list[str], max_tokens: int) -> dict:
-    """The tool's own greedy output: `load_model` on CPU in fp32."""
+def is_quantized(folder: Path) -> bool:
+    try:
+        return "quantization_config" in json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def reference(folder: Path, prompts: list[str], max_tokens: int, dtype="float32") -> dict:
+    """The tool's own greedy output: `load_model` on CPU in `dtype` (fp32, or "auto": as stored)."""
     import torch
     import transformers
 
@@ -67,15 +80,16 @@ def reference(folder: Path, prompts: list[str], max_tokens: int) -> dict:
 
     start = time.perf_counter()
     try:
-        model, tokenizer = load_model(folder, torch.device("cpu"), torch.float32)
+        model, tokenizer = load_model(folder, torch.device("cpu"), dtype if dtype == "auto" else getattr(torch, dtype))
     except Exception as error:  # corrupt weights, unknown architecture, ...: one line for the user
         raise CheckFailed(f"{folder}: does not load in transformers {transformers.__version__} (reference): "
                           f"{_one_line(f'{type(error).__name__}: {error}')}") from None
     prompt_ids = [tokenizer(p).input_ids for p in prompts]
     runs = greedy(model, prompt_ids, max_tokens)
     texts = [tokenizer.decode(r["token_ids"]) for r in runs]
+    dtype = str(model.dtype).removeprefix("torch.")
     del model
-    return {"prompt_token_ids": prompt_ids, "runs": runs, "texts": texts, "dtype": "float32",
+    return {"prompt_token_ids": prompt_ids, "runs": runs, "texts": texts, "dtype": dtype,
             "versions": {"transformers": str(transformers.__version__), "torch": str(torch.__version__)},
             "seconds": round(time.perf_counter() - start, 2)}
 
@@ -275,8 +289,10 @@ def check_output(output_dir: Path, runtime: str, max_tokens: int = 32, prompts=N
     folder = model_folder(output_dir)
     artifact = onnx_artifact(output_dir, onnx) if runtime == "onnxruntime" else folder  # missing: fail before work
     prompts = list(prompts or PROMPTS)
-    progress(f"reference: {folder} in fp32 on CPU, greedy {max_tokens} tokens on {len(prompts)} prompts")
-    ref = reference(folder, prompts, max_tokens)
+    dtype = "auto" if runtime == "transformers" and is_quantized(folder) else "float32"  # see the module doc
+    precision = "its stored dtype (quantized)" if dtype == "auto" else "fp32"
+    progress(f"reference: {folder} in {precision} on CPU, greedy {max_tokens} tokens on {len(prompts)} prompts")
+    ref = reference(folder, prompts, max_tokens, dtype)
     progress(f"loading {artifact} in {runtime}" + (" (the engine takes 1-2 min to start)" if runtime == "vllm" else ""))
     t0 = time.perf_counter()
     options = {"eager": True} if eager and runtime == "vllm" else {}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from compressor.atomic import atomic_file, refuse_existing
 from compressor.errors import CheckFailed, UserError
-from compressor.export.targets import Target, check_model_dir, rewrite_config
+from compressor.export.targets import Target, check_model_dir, quantization_rewrites, rewrite_config
 
 ZIP_NAME = "submit.zip"
 # Weights barely deflate (bf16: ~26% at 46 MB/s with level 1, vs ~850 MB/s stored) and a 1.2B model is far
@@ -32,6 +32,8 @@ def _describe(before: dict, after: dict, target: Target) -> list[str]:
     done = [f"renamed {old} -> {new}" for old, new in target.config.rename.items() if old in before]
     done += [f"set {key}: {before.get(key)!r} -> {value!r}" for key, value in target.config.set.items()
              if before.get(key) != value]
+    if isinstance(before.get("quantization_config"), dict):
+        done += quantization_rewrites(before, target)[1]
     return done
 
 
@@ -41,7 +43,7 @@ def _stage(source: Path, staged: Path, files: list[Path], target: Target) -> lis
     for rel in files:
         src, dst = source / rel, staged / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        if rel == Path("config.json") and (target.config.set or target.config.rename):
+        if rel == Path("config.json") and target.config.any():
             try:
                 before = json.loads(src.read_text(encoding="utf-8"))
             except json.JSONDecodeError as error:

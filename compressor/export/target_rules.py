@@ -122,7 +122,8 @@ def embeddings_not_quantized(m: ModelDir, target) -> list[str]:
     problems = []
     qc = m.config.get("quantization_config")
     if isinstance(qc, dict):
-        ignore = qc.get("ignore", qc.get("modules_to_not_convert")) or []
+        # compressed-tensors, transformers' generic key, bitsandbytes
+        ignore = qc.get("ignore") or qc.get("modules_to_not_convert") or qc.get("llm_int8_skip_modules") or []
         if not any(str(entry).endswith("lm_head") for entry in ignore):
             problems.append("quantization_config.ignore does not contain lm_head")
     for name, info in m.tensors.items():

@@ -41,9 +41,21 @@ class Runtime(Strict):
     tensor_parallel: int = Field(1, ge=1)
 
 
+class QuantizationArgsRewrites(Strict):
+    """Rules for each QuantizationArgs block of a compressed-tensors quantization_config."""
+
+    drop_null: list[str] = Field(default_factory=list, description="keys dropped where their value is null")
+    drop_unless: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="key -> {field: value}: drop the key unless the block has those values")
+
+
 class ConfigRewrites(Strict):
     set: dict[str, Any] = Field(default_factory=dict, description="keys written into config.json")
     rename: dict[str, str] = Field(default_factory=dict, description="old key -> new key (old key dropped)")
+    quantization_args: QuantizationArgsRewrites = Field(default_factory=QuantizationArgsRewrites)
+
+    def any(self) -> bool:
+        return bool(self.set or self.rename or self.quantization_args.drop_null or self.quantization_args.drop_unless)
 
 
 class Layout(Strict):
@@ -102,7 +114,16 @@ def rewrite_config(config: dict, target: Target) -> dict:
         if old in out:
             out[new] = out.pop(old)  # the old key holds the current value; no stale copy stays behind
     out.update(copy.deepcopy(target.config.set))
+    if isinstance(out.get("quantization_config"), dict):
+        out["quantization_config"] = quantization_rewrites(out, target)[0]
     return out
+
+
+def quantization_rewrites(config: dict, target: Target) -> tuple[dict, list[str]]:
+    """The target's rewrite of config["quantization_config"] and what it changed."""
+    from compressor.export.quantization_config import rewrite_quantization_config
+
+    return rewrite_quantization_config(config.get("quantization_config") or {}, target.config.quantization_args)
 
 
 def missing_files(folder: Path, target: Target) -> list[str]:

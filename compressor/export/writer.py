@@ -7,9 +7,15 @@ PROVENANCE_FILE = "compressor.json"
 
 
 def write_model(model, tokenizer, folder: Path, provenance: dict) -> Path:
+    from compressor.export.compressed_tensors_save import is_compressed_tensors_quantized, save_compressed
+
     folder = Path(folder)
     # one file up to 10 GB: the competition expects model.safetensors, vLLM takes either
-    model.save_pretrained(folder, safe_serialization=True, max_shard_size="10GB")
+    save_kwargs = dict(safe_serialization=True, max_shard_size="10GB")
+    if is_compressed_tensors_quantized(model):  # llm-compressor output: write it compressed
+        save_compressed(model, folder, **save_kwargs)
+    else:
+        model.save_pretrained(folder, **save_kwargs)
     tokenizer.save_pretrained(folder)
     (folder / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
     return folder

@@ -31,6 +31,14 @@ class ArchitectureAdapter:
     # attention-module attributes that cache head counts at construction (updated when heads are pruned)
     head_count_attrs: tuple[str, ...] = ("num_heads", "num_attention_heads", "num_key_value_heads",
                                          "num_key_value_groups")
+    # SmoothQuant (Xiao et al. 2023, arXiv 2211.10438) mappings in llm-compressor's form ([balance layers],
+    # smooth layer): the smooth layer's output channels are divided by per-channel scales and the balance
+    # layers' input columns multiplied by them, so the smooth layer must feed exactly those layers.
+    # Pre-norm (Llama): llm-compressor's defaults, each pre-norm folded into the linears it feeds.
+    smoothquant_mappings: tuple[tuple[tuple[str, ...], str], ...] = (
+        (("re:.*q_proj", "re:.*k_proj", "re:.*v_proj"), "re:.*input_layernorm"),
+        (("re:.*gate_proj", "re:.*up_proj"), "re:.*post_attention_layernorm"),
+    )
 
     def decoder_layers(self, model: nn.Module) -> nn.ModuleList:
         return model.model.layers
@@ -118,6 +126,11 @@ ADAPTERS = {
         qk_norm_names=("q_norm", "k_norm"),
         pre_norm=False,
         onnx_config_like="qwen3",  # GQA with explicit head_dim and QK-norm, like EXAONE-4.0
+        # Post-norms normalise a block's output, so q/k/v and gate/up read the raw residual stream: no
+        # norm precedes them to absorb the scales. Only linear-into-linear remains: up_proj's output
+        # channels scale down_proj's input exactly (down(act(gate(x)) * up(x))). v_proj -> o_proj is left
+        # out: with grouped-query attention one v channel feeds several o_proj columns (shapes differ).
+        smoothquant_mappings=((("re:.*down_proj",), "re:.*up_proj"),),
     ),
 }
 

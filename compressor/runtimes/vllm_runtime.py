@@ -6,6 +6,7 @@ the two never share a process; `vllm_worker.py` speaks JSON files across the bou
 
 import json
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -51,8 +52,22 @@ def run_vllm(request: dict, timeout_s: float = 1800) -> dict:
         return json.loads(result_path.read_text())
 
 
+_WORKER_PREFIX = re.compile(r"^\(\w+ pid=\d+\) ERROR [\d-]+ [\d:]+ \[[^\]]+\] ")
+_EXCEPTION = re.compile(r"^[\w.]*(Error|Exception)(: |$)")
+
+
 def _last_error(log: str) -> str:
-    """The most telling line of a failed vLLM run (its last exception), for a one-line message."""
-    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    """The most telling line of a failed vLLM run (its last exception), for a one-line message.
+
+    The engine's "initialization failed ... root cause" lines give way to the worker's root cause; a line
+    ending in ":" or pydantic's "N validation error(s) for X" takes the detail line after it.
+    """
+    lines = [_WORKER_PREFIX.sub("", line.strip()).strip() for line in log.splitlines() if line.strip()]
+    exceptions = [i for i, line in enumerate(lines) if _EXCEPTION.match(line)]
+    causes = [i for i in exceptions if "root cause" not in lines[i]]
+    if causes or exceptions:
+        i = (causes or exceptions)[-1]
+        more = ("validation error" in lines[i] or lines[i].endswith(":")) and i + 1 < len(lines)
+        return (lines[i] + (f" {lines[i + 1]}" if more else ""))[:400]
     errors = [line for line in lines if "Error" in line or "error:" in line.lower()]
     return (errors or lines or ["no output"])[-1][:400]

@@ -1,0 +1,77 @@
+"""The llm-compressor backend of `quantize`: modifiers from the stage parameters, `oneshot` in memory, then
+the model compressed in its storage dtype (compressor.quantize.compress); `write_model` saves it in the
+compressed-tensors format. A compressed model decompresses itself on its next forward pass.
+"""
+
+import time
+
+import torch
+
+from compressor.quantize.compress import compress_in_dtype
+from compressor.quantize.quiet import quiet_loguru
+
+
+def build_modifiers(params, adapter) -> list:
+    """SmoothQuant (when asked), then GPTQ or round-to-nearest quantization of every Linear but `ignore`."""
+    from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
+    from llmcompressor.modifiers.transform.smoothquant import SmoothQuantModifier
+
+    from compressor.quantize.schemes import compressed_tensors_scheme
+
+    modifiers = []
+    if params.smoothquant is not None:
+        mappings = [[list(balance), smooth] for balance, smooth in adapter.smoothquant_mappings]
+        modifiers.append(SmoothQuantModifier(smoothing_strength=params.smoothquant, mappings=mappings))
+    groups = {"group_0": compressed_tensors_scheme(params.scheme, params.group_size, ["Linear"])}
+    if params.method == "gptq":
+        modifiers.append(GPTQModifier(config_groups=groups, ignore=list(params.ignore),
+                                      dampening_frac=params.dampening))
+    else:
+        modifiers.append(QuantizationModifier(config_groups=groups, ignore=list(params.ignore)))
+    return modifiers
+
+
+def describe_modifiers(modifiers) -> list[dict]:
+    """The modifiers as plain data (for the report; llm-compressor's own recipe YAML is not safe-loadable)."""
+    described = []
+    for modifier in modifiers:
+        fields = modifier.model_dump(mode="json", exclude_unset=True)
+        described.append({"modifier": type(modifier).__name__,
+                          **{k: v for k, v in fields.items() if not k.endswith("_")}})  # drop lifecycle state
+    return described
+
+
+def calibration_dataset(tokenizer, spec):
+    from datasets import Dataset
+
+    from compressor.quantize.calibration_data import quant_calibration_windows
+
+    windows = quant_calibration_windows(tokenizer, spec)
+    ids = [w[0].tolist() for w in windows]
+    return Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * len(i) for i in ids]})
+
+
+def quantize_llmcompressor(model, tokenizer, params, ctx):
+    from llmcompressor import oneshot  # first, so its import-time logger setup precedes quiet_loguru
+
+    with quiet_loguru():
+        modifiers = build_modifiers(params, ctx.adapter)
+        dataset = None
+        if params.needs_calibration:
+            ctx.progress(f"quantize: calibration data, {params.calibration.describe()}")
+            dataset = calibration_dataset(tokenizer, params.calibration)
+        if next(model.parameters()).device.type == "cpu" and model.dtype != torch.float32:
+            model = model.float()  # calibrate in fp32 on CPU: half-precision matmuls there are slow
+        names = " + ".join(type(m).__name__ for m in modifiers)
+        ctx.progress(f"quantize: {params.scheme} ({names}) with llm-compressor")
+        start = time.perf_counter()
+        model = oneshot(model=model, tokenizer=tokenizer, recipe=modifiers, dataset=dataset,
+                        num_calibration_samples=len(dataset) if dataset is not None else 0,
+                        shuffle_calibration_samples=False, max_seq_length=params.calibration.seq_len)
+        seconds = time.perf_counter() - start
+        model = compress_in_dtype(model, getattr(torch, params.storage_dtype))
+    ctx.record(scheme=params.scheme, backend="llmcompressor", method=params.method, dtype=params.storage_dtype,
+               calibration=params.calibration.describe() if dataset is not None else None,
+               smoothquant_mappings=[list(m) for m in ctx.adapter.smoothquant_mappings] if params.smoothquant else None,
+               oneshot_seconds=round(seconds, 2), modifiers=describe_modifiers(modifiers))
+    return model
