@@ -302,3 +302,22 @@ def test_cli_discover_and_compress(monkeypatch, capsys, tiny_llama_dir, tmp_path
     assert code == 2 and err.strip() == "error: empty prompt: nothing to compress"
     code, _, err = run_cli(monkeypatch, capsys, "prompt", "compress", str(tiny_llama_dir), str(prompt))
     assert code == 2 and f"no {SPEC_FILE}" in err and "Traceback" not in err
+
+
+def test_llmlingua_baseline_runs_offline_behind_the_same_interface(tiny_llama_dir, monkeypatch):
+    pytest.importorskip("llmlingua")
+    import tiktoken
+
+    from compressor.prompt.llmlingua_baseline import LLMLinguaCompressor
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("tiktoken tried to fetch an encoding")
+
+    monkeypatch.setattr(tiktoken, "get_encoding", no_download)
+    pc = LLMLinguaCompressor.from_pretrained(tiny_llama_dir)
+    assert pc.lingua.oai_tokenizer.encode("ab") == pc.tokenizer("ab", add_special_tokens=False)["input_ids"]
+    result = pc.compress(ENGLISH * 6, rate=0.3, question="When does the library open?")
+    assert result.method == "llmlingua" and result.tokens_out < result.tokens_in
+    assert result.text.endswith("When does the library open?") and result.context
+    with pytest.raises(UserError, match="empty prompt"):
+        pc.compress("")
