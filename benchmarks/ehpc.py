@@ -63,9 +63,10 @@ def prompt_for(item: dict, context: str) -> str:
 def answer_correct(model, tokenizer, item: dict, context: str, new_tokens: int = 12) -> tuple[bool, str]:
     import torch
 
-    ids = tokenizer(prompt_for(item, context), return_tensors="pt", add_special_tokens=False)["input_ids"]
+    enc = tokenizer(prompt_for(item, context), return_tensors="pt", add_special_tokens=False)
+    ids = enc["input_ids"]
     with torch.no_grad():
-        out = model.generate(ids, max_new_tokens=new_tokens, do_sample=False,
+        out = model.generate(ids, attention_mask=enc["attention_mask"], max_new_tokens=new_tokens, do_sample=False,
                              pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
     text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
     return item["answer"] in text, text

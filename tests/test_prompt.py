@@ -321,3 +321,16 @@ def test_llmlingua_baseline_runs_offline_behind_the_same_interface(tiny_llama_di
     assert result.text.endswith("When does the library open?") and result.context
     with pytest.raises(UserError, match="empty prompt"):
         pc.compress("")
+
+
+def test_artifacts_are_written_inside_the_output_only(tmp_path):
+    from compressor.export.writer import write_artifacts
+
+    written = write_artifacts({"a.json": ({"x": 1}, True), "b.png": (b"\x89PNG", False), "c.txt": ("한국어", True)},
+                              tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in written] == ["model/a.json", "b.png", "model/c.txt"]
+    assert json.loads((tmp_path / "model" / "a.json").read_text()) == {"x": 1}
+    assert (tmp_path / "model" / "c.txt").read_text() == "한국어"
+    for bad in ("../escape.json", "/abs.json"):
+        with pytest.raises(ValueError, match="plain relative path"):
+            write_artifacts({bad: ({}, True)}, tmp_path)

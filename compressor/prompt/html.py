@@ -7,7 +7,7 @@ def compression_html(result) -> str:
     kept = set(result.kept_spans)
     finite = [s for s in result.span_scores if s != float("-inf")]
     low, high = (min(finite), max(finite)) if finite else (0.0, 1.0)
-    pieces = []
+    pieces = [] if result.all_spans else [f'<span class="k">{html.escape(result.text)}</span>']  # no word map (LLMLingua)
     for span, score in zip(result.all_spans, result.span_scores):
         text = html.escape(result.source[span[0]:span[1]])
         level = 0.0 if score == float("-inf") or high == low else (score - low) / (high - low)
