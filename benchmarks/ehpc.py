@@ -72,6 +72,25 @@ def answer_correct(model, tokenizer, item: dict, context: str, new_tokens: int =
     return item["answer"] in text, text
 
 
+def scorer_vs_full_model(model, tokenizer, ehpc, item: dict) -> dict:
+    """Wall time of the EHPC scorer (layers 0..L*) and of the full model's forward on the same ids (best of 2)."""
+    import torch
+
+    ids = tokenizer(item["context"] + "\n\n" + item["question"], return_tensors="pt",
+                    add_special_tokens=False)["input_ids"]
+    best = {}
+    for name, run in (("scorer_s", lambda: ehpc.token_scores(ids)),
+                      ("full_forward_s", lambda: model(input_ids=ids, use_cache=False))):
+        times = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                run()
+            times.append(time.perf_counter() - t0)
+        best[name] = min(times)
+    return {"tokens": ids.shape[1], **best, "ratio": best["scorer_s"] / best["full_forward_s"]}
+
+
 def load_methods(folder: Path, methods, progress) -> dict:
     from compressor.prompt.commands import load_compressor
 
@@ -109,7 +128,12 @@ def summarize(rows: list[dict], methods, rates) -> dict:
 
 
 def render(summary: dict, methods, rates) -> str:
-    lines = [f"uncompressed accuracy {summary['table']['uncompressed']['accuracy']:.3f}", "",
+    lines = [f"uncompressed accuracy {summary['table']['uncompressed']['accuracy']:.3f}"]
+    scaling = summary.get("scorer_vs_full_forward")
+    if scaling:
+        lines.append(f"EHPC scorer {scaling['scorer_s']:.2f} s vs full forward {scaling['full_forward_s']:.2f} s "
+                     f"on {scaling['tokens']} tokens (ratio {scaling['ratio']:.2f})")
+    lines += ["",
              "| method | rate | accuracy | kept tokens | latency median (s) |", "|---|---|---|---|---|"]
     for method in methods:
         for rate in rates:
@@ -158,6 +182,10 @@ def main() -> None:
     items = _tasks_module().make_tasks(tokenizer, args.per_kind, args.min_tokens, args.max_tokens, args.seed)
     compressors = load_methods(folder, methods, progress)
 
+    scaling = scorer_vs_full_model(model, tokenizer, compressors.get("ehpc"), items[0]) if "ehpc" in compressors else {}
+    if scaling:
+        progress(f"one prompt of {scaling['tokens']} tokens: scorer (layers 0..{spec.layer}) {scaling['scorer_s']:.2f} s, "
+                 f"full {spec.model.num_hidden_layers}-layer forward {scaling['full_forward_s']:.2f} s")
     rows = []
     started = time.perf_counter()
     for number, item in enumerate(items, 1):
@@ -177,7 +205,7 @@ def main() -> None:
     summary.update({"items": len(items), "per_kind": args.per_kind, "tokens": [args.min_tokens, args.max_tokens],
                     "rates": rates, "methods": methods, "seed": args.seed, "seconds": round(time.perf_counter() - started, 1),
                     "spec": {"layer": spec.layer, "heads": spec.heads, "n_o": spec.n_o, "kernel": spec.kernel},
-                    "torch_threads": torch.get_num_threads()})
+                    "torch_threads": torch.get_num_threads(), "scorer_vs_full_forward": scaling})
     print(render(summary, methods, rates))
     if args.json_file:
         Path(args.json_file).write_text(json.dumps({"summary": summary, "rows": rows}, indent=2, ensure_ascii=False))

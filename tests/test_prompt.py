@@ -1,5 +1,6 @@
 """EHPC prompt pre-compressor (arXiv 2501.12959) on tiny models: discovery, scoring, selection, files, CLI."""
 
+import io
 import json
 import shutil
 
@@ -289,8 +290,11 @@ def test_cli_discover_and_compress(monkeypatch, capsys, tiny_llama_dir, tmp_path
     assert "umbrella" in summary["text"] and summary["text"].endswith("When does the library open?")
     assert '<span class="k"' in page.read_text(encoding="utf-8")
 
-    code, stdout, err = run_cli(monkeypatch, capsys, "prompt", "compress", str(out), str(prompt), "--target-tokens", "200")
-    assert code == 0 and len(stdout) < len(prompt.read_text()) and "ehpc:" in err
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(prompt.read_bytes()), encoding="utf-8"))
+    code, stdout, err = run_cli(monkeypatch, capsys, "prompt", "compress", str(out), "--target-tokens", "200")
+    assert code == 0, err
+    assert "ehpc:" in err and "-> " in err and len(stdout.encode()) < len(prompt.read_bytes())
+    assert "\ufffd" not in stdout
 
     for args, message in [(["--rate", "0"], "error: rate must be in (0, 1], got 0.0"),
                           (["--rate", "1.5"], "error: rate must be in (0, 1], got 1.5")]:
