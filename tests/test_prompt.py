@@ -16,7 +16,7 @@ from compressor.pipeline import apply_recipe
 from compressor.prompt import PromptCompressor
 from compressor.prompt.baselines import KeepEnds, RandomKeep
 from compressor.prompt.discover import discover
-from compressor.prompt.probes import NEEDLE, QUESTION, paragraphs
+from compressor.prompt.probes import paragraphs
 from compressor.prompt.scorer import load_scorer, scorer_from_model
 from compressor.prompt.selection import select_tokens
 from compressor.prompt.spec import HEATMAP_FILE, SPEC_FILE, read_spec
