@@ -97,6 +97,9 @@ def test_scorer_equals_the_stock_models_attention(tiny_dir):
     for layer in range(4):
         expected = attentions[layer][0, heads, -n_o:, :].mean(1).sum(0)
         scorer = scorer_from_model(model, adapter, layer, heads, n_o, kernel=4)
+        with torch.no_grad():
+            rows = scorer.attention_rows(ids)
+        assert rows.shape == (2, n_o, 90) and torch.allclose(rows.sum(-1), torch.ones(2, n_o), atol=1e-5)  # softmax rows
         assert torch.allclose(scorer.raw_scores(ids), expected, atol=1e-5)
         smoothed = scorer(ids)
         assert smoothed.shape == (90,)
