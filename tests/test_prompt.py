@@ -15,7 +15,7 @@ from compressor.models.tiny import byte_tokenizer, tiny_exaone4_config, tiny_lla
 from compressor.pipeline import apply_recipe
 from compressor.prompt import PromptCompressor
 from compressor.prompt.baselines import KeepEnds, RandomKeep
-from compressor.prompt.discover import discover
+from compressor.prompt.discovery import discover
 from compressor.prompt.probes import paragraphs
 from compressor.prompt.scorer import load_scorer, scorer_from_model
 from compressor.prompt.selection import select_tokens

@@ -29,7 +29,7 @@ def discover_folder(folder: Path, params, out: Path | None = None, force: bool =
 
     from compressor.models.adapters import adapter_for
     from compressor.models.sources import pick_device
-    from compressor.prompt.discover import discover
+    from compressor.prompt.discovery import discover
     from compressor.prompt.heatmap import heatmap_png
 
     started = time.perf_counter()

@@ -43,7 +43,7 @@ class EvaluatorHeadsParams(StageParams):
 
 @register(EvaluatorHeadsParams)
 def evaluator_heads(model, tokenizer, params: EvaluatorHeadsParams, ctx):
-    from compressor.prompt.discover import discover
+    from compressor.prompt.discovery import discover
     from compressor.prompt.heatmap import heatmap_png
 
     spec = discover(model, tokenizer, ctx.adapter, heads=params.heads, n_o=params.n_o, kernel=params.kernel,
