@@ -160,6 +160,8 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", dest="json_file", default=None, help="write every row and the summary here")
+    parser.add_argument("--rows", dest="rows_file", default=None,
+                        help="append each row to this JSONL file as it is measured (inspect long runs early)")
     args = parser.parse_args()
     if args.quick:
         args.per_kind, args.min_tokens, args.max_tokens, args.probe_tokens = 1, 1024, 1536, 1024
@@ -187,20 +189,27 @@ def main() -> None:
         progress(f"one prompt of {scaling['tokens']} tokens: scorer (layers 0..{spec.layer}) {scaling['scorer_s']:.2f} s, "
                  f"full {spec.model.num_hidden_layers}-layer forward {scaling['full_forward_s']:.2f} s")
     rows = []
+
+    def record(row: dict) -> None:
+        rows.append(row)
+        if args.rows_file:
+            with open(args.rows_file, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
     started = time.perf_counter()
     for number, item in enumerate(items, 1):
         progress(f"item {number}/{len(items)} {item['id']} ({item['n_tokens']} tokens, depth {item['depth']})")
         ok, text = answer_correct(model, tokenizer, item, item["context"])
-        rows.append({"id": item["id"], "kind": item["kind"], "method": "none", "rate": 1.0, "correct": ok,
-                     "tokens_in": item["n_tokens"], "tokens_out": item["n_tokens"], "seconds": 0.0, "output": text})
+        record({"id": item["id"], "kind": item["kind"], "method": "none", "rate": 1.0, "correct": ok,
+                "tokens_in": item["n_tokens"], "tokens_out": item["n_tokens"], "seconds": 0.0, "output": text})
         for method, compressor in compressors.items():
             for rate in rates:
                 result = compressor.compress(item["context"], rate=rate, question=item["question"])
                 ok, text = answer_correct(model, tokenizer, item, result.context)
-                rows.append({"id": item["id"], "kind": item["kind"], "method": method, "rate": rate, "correct": ok,
-                             "tokens_in": result.tokens_in, "tokens_out": result.tokens_out,
-                             "seconds": result.seconds, "answer_kept": item["answer"] in result.context,
-                             "output": text})
+                record({"id": item["id"], "kind": item["kind"], "method": method, "rate": rate, "correct": ok,
+                        "tokens_in": result.tokens_in, "tokens_out": result.tokens_out,
+                        "seconds": result.seconds, "answer_kept": item["answer"] in result.context,
+                        "output": text})
     summary = summarize(rows, methods, rates)
     summary.update({"items": len(items), "per_kind": args.per_kind, "tokens": [args.min_tokens, args.max_tokens],
                     "rates": rates, "methods": methods, "seed": args.seed, "seconds": round(time.perf_counter() - started, 1),
