@@ -471,6 +471,11 @@ def schema():
     click.echo(json.dumps(recipe_model().model_json_schema(by_alias=True), indent=2))
 
 
+from compressor.prompt.cli import prompt_group  # noqa: E402
+
+cli.add_command(prompt_group)
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt  # so SIGTERM also unwinds and removes half-written temp folders
 

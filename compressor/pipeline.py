@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from compressor.atomic import atomic_dir, refuse_existing
-from compressor.export.writer import folder_size_mb, write_model
+from compressor.export.writer import folder_size_mb, write_artifacts, write_model
 from compressor.models.adapters import adapter_for
 from compressor.models.sources import content_hash, load_config, load_model, pick_device, pick_dtype, resolve_source
 from compressor.recipe import check_against_config
@@ -45,12 +45,13 @@ def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force:
                                   recipe.model.trust_remote_code)
 
     teacher = frozen_copy(model) if any(p.needs_teacher for p in recipe.stages) else None
-    stage_reports = []
+    stage_reports, artifacts = [], {}
     for index, params in enumerate(recipe.stages, 1):
         progress(f"stage {index}/{len(recipe.stages)}: {params.stage}")
         ctx = StageContext(adapter=adapter, device=device, progress=progress, teacher=teacher)
         t0 = time.perf_counter()
         model = stage_function(params.stage)(model, tokenizer, params, ctx)
+        artifacts.update(ctx.artifacts)
         stage_reports.append({"stage": params.stage, "params": params.model_dump(mode="json", by_alias=True),
                               "seconds": round(time.perf_counter() - t0, 2), "result": ctx.records})
     teacher = ctx = None  # free the teacher before writing
@@ -69,6 +70,7 @@ def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force:
     with atomic_dir(out_dir, force=force) as staging:
         progress(f"writing {out_dir / 'model'}")
         write_model(model, tokenizer, staging / "model", provenance)
+        write_artifacts(artifacts, staging)
         del model
         (staging / "recipe.yaml").write_text(
             yaml.safe_dump(recipe.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False))

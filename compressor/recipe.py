@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from compressor.errors import UserError
-from compressor.stages import registry
+from compressor.stages import check_stage_order, registry
 from compressor.yaml_io import read_yaml_file
 
 DEFAULT_MODEL = "builtin:smollm2-135m"
@@ -100,9 +100,18 @@ def parse_recipe(data: Any, source: str = "<recipe>"):
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
     try:
-        return recipe_model().model_validate(data)
+        recipe = recipe_model().model_validate(data)
     except ValidationError as error:
         raise UserError(format_validation_error(source, error)) from None
+    _check_order(recipe, source)
+    return recipe
+
+
+def _check_order(recipe, source: str) -> None:
+    try:
+        check_stage_order(recipe.stages)
+    except ValueError as error:
+        raise UserError(f"{source}: {error}") from None
 
 
 def load_recipe(path: Path | str):
@@ -111,6 +120,7 @@ def load_recipe(path: Path | str):
 
 def check_against_config(recipe, config, source: str) -> None:
     """Reject parameters impossible for this model (e.g. dropping every layer) before loading weights."""
+    _check_order(recipe, source)
     import copy
 
     config = copy.deepcopy(config)  # stages plan their changes on a copy, so each is checked against its input

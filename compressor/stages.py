@@ -1,7 +1,8 @@
 """The stage registry: a recipe names a stage, the registry gives its parameters and its function.
 
 A stage is `fn(model, tokenizer, params, ctx) -> model`. It never reads YAML, writes files or prints;
-what it wants in the report goes through `ctx.record`.
+what it wants in the report goes through `ctx.record`, files that must travel with the written model
+(or sit beside it) go through `ctx.artifact`: the pipeline writes them atomically with the weights.
 """
 
 from dataclasses import dataclass, field
@@ -18,6 +19,10 @@ class StageParams(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     # True: the pipeline keeps a frozen copy of the model as loaded (before any stage) in `ctx.teacher`
     needs_teacher: ClassVar[bool] = False
+    # this stage adds or removes decoder layers / attention heads (later stages' indices shift)
+    changes_layers: ClassVar[bool] = False
+    # this stage's result names layers / heads by index, so a later `changes_layers` stage invalidates it
+    depends_on_layers: ClassVar[bool] = False
 
     def check_config(self, config) -> None:
         """Raise ValueError when these parameters cannot apply to a model with this config."""
@@ -34,9 +39,27 @@ class StageContext:
     records: dict = field(default_factory=dict)
     progress: Callable[[str], None] = lambda message: None
     teacher: Any = None  # frozen copy of the source as loaded, when a stage needs_teacher (heal)
+    # relative path -> (content, in_model): JSON-able dict/list, str or bytes
+    artifacts: dict = field(default_factory=dict)
 
     def record(self, **values) -> None:
         self.records.update(values)
+
+    def artifact(self, name: str, data, in_model: bool = True) -> None:
+        """Ask the pipeline to write `data` as `model/<name>` (or `<output>/<name>` when not `in_model`)."""
+        self.artifacts[name] = (data, in_model)
+
+
+def check_stage_order(stages) -> None:
+    """Raise ValueError naming the stage that would invalidate an earlier one's layer/head indices."""
+    for index, params in enumerate(stages):
+        if not params.changes_layers:
+            continue
+        for earlier, before in enumerate(stages[:index]):
+            if before.depends_on_layers:
+                raise ValueError(
+                    f"stages[{index}] ({params.stage}) changes decoder layers after stages[{earlier}] "
+                    f"({before.stage}) chose layers/heads by index: move {before.stage} after {params.stage}")
 
 
 StageFn = Callable[[Any, Any, StageParams, StageContext], Any]
@@ -58,6 +81,7 @@ def _load_all() -> None:
     from compressor.edits import cast, drop_layers  # noqa: F401
     from compressor.edits import heal, prune_heads, prune_mlp, reduce_hidden  # noqa: F401
     from compressor.quantize import stage as quantize  # noqa: F401
+    from compressor.prompt import stage as prompt_stage  # noqa: F401
 
 
 def registry() -> dict[str, tuple[type[StageParams], StageFn]]:

@@ -11,6 +11,7 @@ from compressor.stages import StageParams, register
 
 class DropLayersParams(StageParams):
     stage: Literal["drop_layers"]
+    changes_layers = True
     layers: list[int] | None = Field(None, description="explicit layer indices to drop")
     count: int | None = Field(None, gt=0, description="how many layers to drop")
     from_: Literal["top", "bottom"] | None = Field(None, alias="from", description="top = last layers")

@@ -26,6 +26,7 @@ from compressor.stages import StageParams, register
 
 class PruneHeadsParams(StageParams):
     stage: Literal["prune_heads"]
+    changes_layers = True  # head indices shift: an earlier evaluator_heads stage would name the wrong heads
     keep: int | None = Field(None, gt=0, description="query heads to keep in every layer")
     keep_fraction: float | None = Field(None, gt=0, le=1,
                                         description="or: this share of the heads, rounded to a valid count")

@@ -42,3 +42,27 @@ def count_params(folder: Path) -> int:
             header = json.loads(handle.read(length))
         total += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
     return total
+
+
+def write_artifact(path: Path, data) -> Path:
+    """Write one stage artifact: dict/list as JSON, str as UTF-8 text, bytes as is."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, (dict, list)):
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    elif isinstance(data, str):
+        path.write_text(data)
+    else:
+        path.write_bytes(bytes(data))
+    return path
+
+
+def write_artifacts(artifacts: dict, output: Path) -> list[Path]:
+    """`{name: (data, in_model)}` from the stages -> files in `output/model/` or `output/` (a staging folder)."""
+    written = []
+    for name, (data, in_model) in artifacts.items():
+        relative = Path(name)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise ValueError(f"artifact name {name!r} must be a plain relative path")
+        written.append(write_artifact(Path(output) / ("model" if in_model else "") / relative, data))
+    return written

@@ -49,6 +49,9 @@ class ArchitectureAdapter:
     def final_norm(self, model: nn.Module) -> nn.Module:
         return model.model.norm
 
+    def rotary_embedding(self, model: nn.Module) -> nn.Module:
+        return model.model.rotary_emb
+
     def lm_head(self, model: nn.Module) -> nn.Linear:
         return model.lm_head
 
@@ -79,6 +82,26 @@ class ArchitectureAdapter:
             for attr in self.head_count_attrs:
                 if hasattr(attn, attr):
                     setattr(attn, attr, values[attr])
+
+    def attention_input_norm(self, layer: nn.Module) -> nn.Module:
+        """What a decoder layer applies to its input before self-attention (pre-norm), else identity.
+
+        Llama normalises first (`input_layernorm`); EXAONE-4 feeds the raw residual stream to attention
+        (its norms come after attention / MLP, and QK-norm lives inside the attention module).
+        """
+        return layer.input_layernorm if self.pre_norm else nn.Identity()
+
+    def attention_parts(self, layer: nn.Module) -> dict[str, nn.Module]:
+        """The submodules that compute a layer's attention weights (for loading only what a scorer needs)."""
+        parts = {"self_attn": self.attention(layer)}
+        if self.pre_norm:
+            parts["input_layernorm"] = layer.input_layernorm
+        return parts
+
+    def layer_type(self, config, index: int) -> str:
+        """`full_attention` or `sliding_attention` for decoder layer `index`."""
+        types = getattr(config, "layer_types", None)
+        return types[index] if types else "full_attention"
 
     def keep_layers(self, model: nn.Module, keep: list[int]) -> None:
         """Keep only the decoder layers at indices `keep` (in order); renumber and sync the config."""

@@ -1,0 +1,224 @@
+"""EHPC (arXiv 2501.12959) vs LLMLingua vs random-keep vs keep-the-ends on synthetic long-context retrieval.
+
+    .venv/bin/python benchmarks/ehpc.py --quick                 # 1 item per kind, 1k-1.5k tokens
+    .venv/bin/python benchmarks/ehpc.py --per-kind 10           # 30 items, 1k-4k tokens (slow on a CPU)
+    .venv/bin/python benchmarks/ehpc.py --ehpc-dir out/ehpc --json results.json
+
+Tasks come from scripts/make_ehpc_tasks.py (RULER-style single needle, multi-key needle, passkey in
+real-text filler; seeded, generated at run time). SmolLM2-135M answers every prompt greedily, the
+question before and after the context and the answer primed (what works for this small model); an
+item is right when the answer string appears in the first 12 generated tokens. Each compressor gets
+the context with the question appended (protected) and a budget of rate x its tokens, at rates 1/2,
+1/4, 1/10; its compression latency is the wall time of each `compress` call. Without --ehpc-dir the
+evaluator heads are discovered once on the bundled SmolLM2 (cached under $COMPRESSOR_HOME/bench).
+Prints accuracy per method and rate, kept-token ratios, median latency, and whether EHPC meets its
+goals (accuracy >= LLMLingua's at every rate, >= 10x faster).
+"""
+
+import argparse
+import importlib.util
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+RATES = (0.5, 0.25, 0.1)
+METHODS = ("ehpc", "llmlingua", "random", "ends")
+
+
+def _tasks_module():
+    spec = importlib.util.spec_from_file_location("make_ehpc_tasks", REPO / "scripts" / "make_ehpc_tasks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def ehpc_folder(given: str | None, probe_tokens: int, progress) -> Path:
+    """The folder with prompt_compressor.json: given, or discovered once on the bundled SmolLM2."""
+    if given:
+        return Path(given)
+    from compressor.models.builtin import materialize_builtin
+    from compressor.paths import compressor_home
+    from compressor.prompt.commands import discover_folder
+    from compressor.prompt.spec import SPEC_FILE
+    from compressor.prompt.stage import EvaluatorHeadsParams
+
+    out = compressor_home() / "bench" / f"ehpc-smollm2-{probe_tokens}"
+    if not (out / "model" / SPEC_FILE).is_file():
+        params = EvaluatorHeadsParams(stage="evaluator_heads", probe_tokens=probe_tokens)
+        discover_folder(materialize_builtin("smollm2-135m"), params, out=out, force=True, device="cpu",
+                        progress=progress)
+    return out
+
+
+def prompt_for(item: dict, context: str) -> str:
+    q = item["question"]
+    return f"{q}\n\n{context}\n\n{q}\nAnswer: {item['answer_prefix']}"
+
+
+def answer_correct(model, tokenizer, item: dict, context: str, new_tokens: int = 12) -> tuple[bool, str]:
+    import torch
+
+    enc = tokenizer(prompt_for(item, context), return_tensors="pt", add_special_tokens=False)
+    ids = enc["input_ids"]
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=enc["attention_mask"], max_new_tokens=new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    return item["answer"] in text, text
+
+
+def scorer_vs_full_model(model, tokenizer, ehpc, item: dict) -> dict:
+    """Wall time of the EHPC scorer (layers 0..L*) and of the full model's forward on the same ids (best of 2)."""
+    import torch
+
+    ids = tokenizer(item["context"] + "\n\n" + item["question"], return_tensors="pt",
+                    add_special_tokens=False)["input_ids"]
+    best = {}
+    for name, run in (("scorer_s", lambda: ehpc.token_scores(ids)),
+                      ("full_forward_s", lambda: model(input_ids=ids, use_cache=False))):
+        times = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                run()
+            times.append(time.perf_counter() - t0)
+        best[name] = min(times)
+    return {"tokens": ids.shape[1], **best, "ratio": best["scorer_s"] / best["full_forward_s"]}
+
+
+def load_methods(folder: Path, methods, progress) -> dict:
+    from compressor.prompt.commands import load_compressor
+
+    loaded = {}
+    for method in methods:
+        progress(f"loading {method}")
+        loaded[method] = load_compressor(folder, method)
+    return loaded
+
+
+def summarize(rows: list[dict], methods, rates) -> dict:
+    table = {"uncompressed": {"accuracy": statistics.mean(r["correct"] for r in rows if r["method"] == "none")}}
+    for method in methods:
+        for rate in rates:
+            sel = [r for r in rows if r["method"] == method and r["rate"] == rate]
+            if not sel:
+                continue
+            table[f"{method}@{rate}"] = {
+                "method": method, "rate": rate, "items": len(sel),
+                "accuracy": statistics.mean(r["correct"] for r in sel),
+                "kept_ratio": statistics.mean(r["tokens_out"] / r["tokens_in"] for r in sel),
+                "latency_s_median": statistics.median(r["seconds"] for r in sel),
+                "latency_s_mean": statistics.mean(r["seconds"] for r in sel),
+            }
+    goals = {}
+    if "ehpc" in methods and "llmlingua" in methods:
+        for rate in rates:
+            e, l = table.get(f"ehpc@{rate}"), table.get(f"llmlingua@{rate}")
+            if e and l:
+                goals[f"rate {rate}"] = {"ehpc_acc": e["accuracy"], "llmlingua_acc": l["accuracy"],
+                                         "accuracy_goal_met": e["accuracy"] >= l["accuracy"],
+                                         "speedup": l["latency_s_mean"] / e["latency_s_mean"],
+                                         "speed_goal_met": l["latency_s_mean"] >= 10 * e["latency_s_mean"]}
+    return {"table": table, "goals": goals}
+
+
+def render(summary: dict, methods, rates) -> str:
+    lines = [f"uncompressed accuracy {summary['table']['uncompressed']['accuracy']:.3f}"]
+    scaling = summary.get("scorer_vs_full_forward")
+    if scaling:
+        lines.append(f"EHPC scorer {scaling['scorer_s']:.2f} s vs full forward {scaling['full_forward_s']:.2f} s "
+                     f"on {scaling['tokens']} tokens (ratio {scaling['ratio']:.2f})")
+    lines += ["",
+             "| method | rate | accuracy | kept tokens | latency median (s) |", "|---|---|---|---|---|"]
+    for method in methods:
+        for rate in rates:
+            row = summary["table"].get(f"{method}@{rate}")
+            if row:
+                lines.append(f"| {method} | {rate} | {row['accuracy']:.3f} | {row['kept_ratio']:.3f} | "
+                             f"{row['latency_s_median']:.3f} |")
+    for rate, goal in summary["goals"].items():
+        lines.append(f"{rate}: EHPC {goal['ehpc_acc']:.3f} vs LLMLingua {goal['llmlingua_acc']:.3f} "
+                     f"({'met' if goal['accuracy_goal_met'] else 'NOT met'}), EHPC {goal['speedup']:.1f}x faster "
+                     f"({'met' if goal['speed_goal_met'] else 'NOT met'})")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ehpc-dir", default=None, help="output or model folder with prompt_compressor.json")
+    parser.add_argument("--quick", action="store_true", help="1 item per kind, 1k-1.5k tokens")
+    parser.add_argument("--per-kind", type=int, default=10)
+    parser.add_argument("--min-tokens", type=int, default=1024)
+    parser.add_argument("--max-tokens", type=int, default=4096)
+    parser.add_argument("--probe-tokens", type=int, default=2048, help="discovery probe length (no --ehpc-dir)")
+    parser.add_argument("--rates", default=",".join(map(str, RATES)))
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", dest="json_file", default=None, help="write every row and the summary here")
+    parser.add_argument("--rows", dest="rows_file", default=None,
+                        help="append each row to this JSONL file as it is measured (inspect long runs early)")
+    args = parser.parse_args()
+    if args.quick:
+        args.per_kind, args.min_tokens, args.max_tokens, args.probe_tokens = 1, 1024, 1536, 1024
+    rates = tuple(float(r) for r in args.rates.split(","))
+    methods = tuple(args.methods.split(","))
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from compressor.prompt.spec import read_spec, spec_folder
+
+    progress = lambda m: print(f"• {m}", file=sys.stderr, flush=True)  # noqa: E731
+    folder = ehpc_folder(args.ehpc_dir, args.probe_tokens, progress)
+    model_dir = spec_folder(folder)
+    spec = read_spec(folder)
+    progress(f"evaluator heads: layer {spec.layer} of {spec.model.num_hidden_layers}, heads {spec.heads}, "
+             f"N_o {spec.n_o}, kernel {spec.kernel}")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    items = _tasks_module().make_tasks(tokenizer, args.per_kind, args.min_tokens, args.max_tokens, args.seed)
+    compressors = load_methods(folder, methods, progress)
+
+    scaling = scorer_vs_full_model(model, tokenizer, compressors.get("ehpc"), items[0]) if "ehpc" in compressors else {}
+    if scaling:
+        progress(f"one prompt of {scaling['tokens']} tokens: scorer (layers 0..{spec.layer}) {scaling['scorer_s']:.2f} s, "
+                 f"full {spec.model.num_hidden_layers}-layer forward {scaling['full_forward_s']:.2f} s")
+    rows = []
+
+    def record(row: dict) -> None:
+        rows.append(row)
+        if args.rows_file:
+            with open(args.rows_file, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    started = time.perf_counter()
+    for number, item in enumerate(items, 1):
+        progress(f"item {number}/{len(items)} {item['id']} ({item['n_tokens']} tokens, depth {item['depth']})")
+        ok, text = answer_correct(model, tokenizer, item, item["context"])
+        record({"id": item["id"], "kind": item["kind"], "method": "none", "rate": 1.0, "correct": ok,
+                "tokens_in": item["n_tokens"], "tokens_out": item["n_tokens"], "seconds": 0.0, "output": text})
+        for method, compressor in compressors.items():
+            for rate in rates:
+                result = compressor.compress(item["context"], rate=rate, question=item["question"])
+                ok, text = answer_correct(model, tokenizer, item, result.context)
+                record({"id": item["id"], "kind": item["kind"], "method": method, "rate": rate, "correct": ok,
+                        "tokens_in": result.tokens_in, "tokens_out": result.tokens_out,
+                        "seconds": result.seconds, "answer_kept": item["answer"] in result.context,
+                        "output": text})
+    summary = summarize(rows, methods, rates)
+    summary.update({"items": len(items), "per_kind": args.per_kind, "tokens": [args.min_tokens, args.max_tokens],
+                    "rates": rates, "methods": methods, "seed": args.seed, "seconds": round(time.perf_counter() - started, 1),
+                    "spec": {"layer": spec.layer, "heads": spec.heads, "n_o": spec.n_o, "kernel": spec.kernel},
+                    "torch_threads": torch.get_num_threads(), "scorer_vs_full_forward": scaling})
+    print(render(summary, methods, rates))
+    if args.json_file:
+        Path(args.json_file).write_text(json.dumps({"summary": summary, "rows": rows}, indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

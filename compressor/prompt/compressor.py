@@ -1,0 +1,142 @@
+"""`PromptCompressor`: EHPC (Fei et al., arXiv 2501.12959) loaded from a model folder's prompt_compressor.json.
+
+    pc = PromptCompressor.from_pretrained("out/ehpc")          # reads model/prompt_compressor.json
+    short = pc.compress(long_text, rate=0.25, question="What is the pass key?")
+    short.text                                                  # compressed context + the question
+
+Every compressor here (EHPC and the comparison baselines) scores tokens and then shares one
+selection: the budget counts the whole scored prompt (context + separator + question); the
+question, `force` strings and the last N_o tokens are always kept; words are kept whole.
+"""
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from compressor.errors import UserError
+from compressor.prompt import selection
+
+
+@dataclass
+class Compression:
+    method: str
+    text: str  # what to send: the compressed context, then the separator and the question if given
+    context: str  # the compressed context alone
+    question: str | None
+    tokens_in: int
+    tokens_out: int  # tokens of `text`, re-tokenized
+    budget: int
+    seconds: float
+    source: str = field(repr=False, default="")  # the scored prompt (context + separator + question)
+    kept_spans: list[tuple[int, int]] = field(repr=False, default_factory=list)  # in `source`
+    span_scores: list[float] = field(repr=False, default_factory=list)
+    all_spans: list[tuple[int, int]] = field(repr=False, default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return self.tokens_out / self.tokens_in
+
+    def summary(self) -> dict:
+        return {"method": self.method, "tokens_in": self.tokens_in, "tokens_out": self.tokens_out,
+                "budget": self.budget, "ratio": round(self.ratio, 4), "seconds": round(self.seconds, 4),
+                "text": self.text, "context": self.context, "question": self.question}
+
+
+def _empty(text: str) -> bool:
+    return not text or not text.strip()
+
+
+class TokenScoringCompressor:
+    """Base: subclasses give `token_scores(input_ids [1, n]) -> [n]`; selection is shared."""
+
+    method = "base"
+    tail_tokens = 0  # the last tokens always kept (EHPC: N_o)
+    default_rate = 0.5
+    separator = "\n\n"
+
+    def __init__(self, tokenizer):
+        if not getattr(tokenizer, "is_fast", False):
+            raise UserError("prompt compression needs a fast tokenizer (character offsets)")
+        self.tokenizer = tokenizer
+
+    def token_scores(self, input_ids: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _encode(self, text: str):
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return torch.tensor([enc["input_ids"]]), [tuple(o) for o in enc["offset_mapping"]]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def compress_ids(self, input_ids, rate: float | None = None, target_tokens: int | None = None,
+                     protected: torch.Tensor | None = None) -> torch.Tensor:
+        """Token-level selection as published: exactly the budget, original order, the tail kept."""
+        ids = torch.as_tensor(input_ids).reshape(1, -1)
+        if ids.shape[1] == 0:
+            raise UserError("empty prompt: nothing to compress")
+        if rate is None and target_tokens is None:
+            rate = self.default_rate
+        k = selection.budget(ids.shape[1], rate, target_tokens)
+        keep = selection.select_tokens(self.token_scores(ids), k, self.tail_tokens, protected)
+        return ids[0, keep]
+
+    def compress(self, prompt: str, rate: float | None = None, target_tokens: int | None = None,
+                 question: str | None = None, force=()) -> Compression:
+        """Keep whole words of `prompt` up to the token budget; `question` (appended) and `force` strings kept."""
+        started = time.perf_counter()
+        if _empty(prompt):
+            raise UserError("empty prompt: nothing to compress")
+        if rate is None and target_tokens is None:
+            rate = self.default_rate
+        head = prompt + (self.separator if question else "")
+        source = head + (question or "")
+        ids, offsets = self._encode(source)
+        k = selection.budget(ids.shape[1], rate, target_tokens)
+        units = selection.split_units(source, offsets)
+        protected = selection.occurrences(source, force)
+        if question:
+            protected.append((len(head), len(source)))
+        forced = selection.protected_units(units, protected, self.tail_tokens)
+        scores = selection.unit_scores(units, self.token_scores(ids))
+        cost = units.cost()
+        kept = units.with_attached(selection.select_units(scores, cost, forced, k))
+        kept_spans = [units.spans[u] for u in kept]
+        text = "".join(source[s:e] for s, e in kept_spans).strip()
+        context_end = len(prompt)
+        context = "".join(source[s:min(e, context_end)] for s, e in kept_spans if s < context_end).strip()
+        return Compression(self.method, text, context, question, ids.shape[1], self.count_tokens(text), k,
+                           time.perf_counter() - started, source, kept_spans, scores, units.spans)
+
+
+class PromptCompressor(TokenScoringCompressor):
+    """EHPC: token scores from the evaluator heads of layer L* (layers 0..L* loaded, nothing else)."""
+
+    method = "ehpc"
+
+    def __init__(self, tokenizer, scorer, spec):
+        super().__init__(tokenizer)
+        self.scorer = scorer
+        self.spec = spec
+        self.tail_tokens = spec.n_o
+        self.default_rate = spec.defaults.rate
+        self.separator = spec.defaults.separator
+
+    @classmethod
+    def from_pretrained(cls, folder, device: str = "cpu", dtype: torch.dtype = torch.float32) -> "PromptCompressor":
+        """FOLDER: a model folder with prompt_compressor.json, or an output folder holding model/."""
+        from transformers import AutoTokenizer
+
+        from compressor.prompt.scorer import load_scorer
+        from compressor.prompt.spec import read_spec, spec_folder
+
+        spec = read_spec(folder)
+        model_dir = spec_folder(Path(folder))
+        scorer = load_scorer(model_dir, spec, device=device, dtype=dtype)
+        return cls(AutoTokenizer.from_pretrained(model_dir), scorer, spec)
+
+    def token_scores(self, input_ids: torch.Tensor) -> torch.Tensor:
+        device = self.scorer.heads.device
+        return self.scorer(input_ids.to(device)).cpu()

@@ -1,0 +1,100 @@
+"""Evaluator-head discovery, as published in EHPC (Fei et al., arXiv 2501.12959, NeurIPS 2025).
+
+For every layer l and head h: the attention mass on the needle tokens from the last N_o query
+positions (softmax rows averaged over that window), averaged over the probe depths. The evaluator
+layer L* is the layer with the largest total over its heads; its top heads are the evaluator heads.
+Attention weights come from the stock transformers layers run with eager attention (real softmax
+rows; SDPA returns none), read by a forward hook on each attention module.
+"""
+
+from contextlib import contextmanager
+
+import torch
+
+from compressor.prompt.probes import FILLER_SPLIT, Probe, build_probes
+from compressor.prompt.spec import PromptCompressorSpec
+
+
+@contextmanager
+def eager_attention(model):
+    """Run `model` with eager attention (returns weights), then restore its implementation."""
+    before = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        yield model
+    finally:
+        model.set_attn_implementation(before)
+
+
+def needle_positions(tokenizer, probe: Probe) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids of the probe and the indices of the tokens overlapping the needle's characters."""
+    enc = tokenizer(probe.text, add_special_tokens=False, return_offsets_mapping=True)
+    start, end = probe.needle_span
+    idx = [i for i, (s, e) in enumerate(enc["offset_mapping"]) if s < end and e > start]
+    if not idx:
+        raise ValueError("the needle maps to no token (tokenizer without offsets?)")
+    return torch.tensor([enc["input_ids"]]), torch.tensor(idx)
+
+
+@torch.no_grad()
+def head_scores(model, tokenizer, adapter, probes: list[Probe], n_o: int, progress=lambda m: None) -> torch.Tensor:
+    """[layers, heads] attention mass on the needle from the last `n_o` queries, mean over probes."""
+    layers = adapter.decoder_layers(model)
+    total = None
+    captured: dict[int, torch.Tensor] = {}
+    needle: dict[str, torch.Tensor] = {}
+
+    def capture(index):
+        def hook(module, args, output):
+            weights = output[1]  # [batch, heads, queries, keys]
+            if weights is None:
+                raise RuntimeError("attention module returned no weights (not eager attention?)")
+            rows = weights[0, :, -n_o:, :].float()  # [heads, n_o, keys]
+            captured[index] = rows[:, :, needle["idx"]].sum(-1).mean(-1).cpu()
+        return hook
+
+    device = next(model.parameters()).device
+    with eager_attention(model):
+        handles = [adapter.attention(layer).register_forward_hook(capture(i)) for i, layer in enumerate(layers)]
+        try:
+            for number, probe in enumerate(probes, 1):
+                progress(f"probe {number}/{len(probes)} (needle at depth {probe.depth:.1f})")
+                ids, needle["idx"] = needle_positions(tokenizer, probe)
+                if ids.shape[1] <= n_o:
+                    raise ValueError(f"probe has {ids.shape[1]} tokens, not more than N_o = {n_o}")
+                captured.clear()
+                model(input_ids=ids.to(device), use_cache=False)
+                scores = torch.stack([captured[i] for i in range(len(layers))])
+                total = scores if total is None else total + scores
+        finally:
+            for handle in handles:
+                handle.remove()
+    return total / len(probes)
+
+
+def choose_heads(scores: torch.Tensor, n_heads: int) -> tuple[int, list[int], list[float]]:
+    """The layer with the largest total score and its top `n_heads` heads (sorted by index)."""
+    layer_scores = scores.sum(dim=1)
+    layer = int(layer_scores.argmax())
+    k = min(n_heads, scores.shape[1])
+    heads = sorted(int(h) for h in scores[layer].topk(k).indices)
+    return layer, heads, [float(x) for x in layer_scores]
+
+
+def discover(model, tokenizer, adapter, *, heads: int = 8, n_o: int = 16, kernel: int = 32, rate: float = 0.5,
+             probe_tokens: int = 2048, needle: str, question: str, depths, seed: int = 0,
+             progress=lambda m: None) -> PromptCompressorSpec:
+    probes = build_probes(tokenizer, probe_tokens, needle, question, depths, seed)
+    scores = head_scores(model, tokenizer, adapter, probes, n_o, progress)
+    layer, chosen, layer_scores = choose_heads(scores, heads)
+    config = model.config
+    return PromptCompressorSpec(
+        layer=layer, heads=chosen, n_o=n_o, kernel=kernel, defaults={"rate": rate},
+        model={"model_type": config.model_type, "num_hidden_layers": config.num_hidden_layers,
+               "num_attention_heads": config.num_attention_heads,
+               "num_key_value_heads": getattr(config, "num_key_value_heads", None) or config.num_attention_heads},
+        layer_scores=[round(x, 6) for x in layer_scores],
+        head_scores=[[round(float(x), 6) for x in row] for row in scores],
+        probe={"needle": needle, "question": question, "depths": list(depths), "tokens": probe_tokens,
+               "filler": f"eval/data/corpus/{FILLER_SPLIT}.jsonl", "seed": seed},
+    )

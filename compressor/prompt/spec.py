@@ -1,0 +1,107 @@
+"""`prompt_compressor.json`: the evaluator-head pre-compressor a model folder carries (EHPC, arXiv 2501.12959).
+
+Written by discovery (the `evaluator_heads` stage or `compressor prompt discover`) into the model
+folder, read by `PromptCompressor.from_pretrained`.
+"""
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from compressor.errors import UserError
+
+SPEC_FILE = "prompt_compressor.json"
+HEATMAP_FILE = "prompt_heads.png"
+FORMAT = "compressor.prompt_compressor/1"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Defaults(Strict):
+    rate: float = Field(0.5, gt=0, le=1, description="share of prompt tokens kept when neither rate nor target is given")
+    separator: str = Field("\n\n", description="between the context and an appended question")
+
+
+class ModelShape(Strict):
+    """The model the heads were found on; a folder whose config differs is refused."""
+    model_type: str
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+
+
+class Probe(Strict):
+    needle: str
+    question: str
+    depths: list[float]
+    tokens: int
+    filler: str
+    seed: int
+
+
+class PromptCompressorSpec(Strict):
+    format: str = FORMAT
+    method: str = "ehpc"
+    paper: str = "Fei et al., Efficient Prompt Compression with Evaluator Heads, arXiv 2501.12959"
+    layer: int = Field(ge=0, description="L*: the evaluator layer; the scorer runs layers 0..L*")
+    heads: list[int] = Field(min_length=1, description="evaluator heads of layer L* (query-head indices)")
+    n_o: int = Field(gt=0, description="observation window: the last N_o query positions")
+    kernel: int = Field(gt=0, description="AvgPool1d kernel r (stride 1) smoothing the token scores")
+    defaults: Defaults = Field(default_factory=Defaults)
+    model: ModelShape
+    layer_scores: list[float] = Field(description="per layer: sum of its heads' scores")
+    head_scores: list[list[float]] = Field(description="[layer][head]: attention mass on the needle from "
+                                                       "the last N_o queries, mean over probe depths")
+    probe: Probe
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.layer >= self.model.num_hidden_layers:
+            raise ValueError(f"layer {self.layer} >= num_hidden_layers {self.model.num_hidden_layers}")
+        bad = [h for h in self.heads if not 0 <= h < self.model.num_attention_heads]
+        if bad:
+            raise ValueError(f"heads {bad} out of range for {self.model.num_attention_heads} heads")
+        return self
+
+
+def spec_folder(folder: Path) -> Path:
+    """The model folder holding the spec: FOLDER itself or FOLDER/model (an output of `apply`)."""
+    folder = Path(folder)
+    if (folder / "model" / "config.json").is_file():
+        return folder / "model"
+    return folder
+
+
+def read_spec(folder: Path) -> PromptCompressorSpec:
+    folder = Path(folder)
+    if not folder.exists():
+        raise UserError(f"{folder}: no such folder")
+    path = spec_folder(folder) / SPEC_FILE
+    if not path.is_file():
+        raise UserError(f"{folder}: no {SPEC_FILE} (run `compressor prompt discover {folder}` or a recipe with "
+                        f"the evaluator_heads stage first)")
+    try:
+        return PromptCompressorSpec.model_validate(json.loads(path.read_text()))
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path}: not valid JSON ({error})") from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise UserError(f"{path}: {where}: {first['msg'].removeprefix('Value error, ')}") from None
+
+
+def check_matches(spec: PromptCompressorSpec, config, path: Path) -> None:
+    """Refuse a spec found on a differently shaped model (e.g. layers dropped after discovery)."""
+    actual = {
+        "model_type": config.model_type,
+        "num_hidden_layers": config.num_hidden_layers,
+        "num_attention_heads": config.num_attention_heads,
+        "num_key_value_heads": getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
+    }
+    wrong = [f"{k} {getattr(spec.model, k)} (now {v})" for k, v in actual.items() if getattr(spec.model, k) != v]
+    if wrong:
+        raise UserError(f"{path / SPEC_FILE}: discovered on a different model: {', '.join(wrong)}; "
+                        f"re-run `compressor prompt discover`")

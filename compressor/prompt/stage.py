@@ -1,0 +1,55 @@
+"""`evaluator_heads` stage: find the EHPC evaluator heads (Fei et al., arXiv 2501.12959) and ship them.
+
+The model is returned unchanged; the stage leaves `prompt_compressor.json` in the written model
+folder and `prompt_heads.png` (the score heatmap) beside it, through `ctx.artifact`.
+"""
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from compressor.prompt.probes import DEPTHS, NEEDLE, QUESTION
+from compressor.prompt.spec import HEATMAP_FILE, SPEC_FILE
+from compressor.stages import StageParams, register
+
+
+class EvaluatorHeadsParams(StageParams):
+    stage: Literal["evaluator_heads"]
+    depends_on_layers = True
+    heads: int = Field(8, gt=0, description="evaluator heads to keep (at most the model's heads per layer)")
+    n_o: int = Field(16, gt=0, description="observation window: the last N_o query positions")
+    kernel: int = Field(32, gt=0, description="AvgPool1d smoothing kernel r for token scores")
+    rate: float = Field(0.5, gt=0, le=1, description="default share of tokens kept by `prompt compress`")
+    probe_tokens: int = Field(2048, ge=64, description="length of each discovery probe")
+    depths: list[float] = Field(default_factory=lambda: list(DEPTHS), min_length=1)
+    needle: str = Field(NEEDLE, min_length=1)
+    question: str = Field(QUESTION, min_length=1)
+    seed: int = 0
+
+    @field_validator("depths")
+    @classmethod
+    def _depths_inside(cls, depths):
+        if any(not 0 < d < 1 for d in depths):
+            raise ValueError("depths must be strictly between 0 and 1")
+        return depths
+
+    def check_config(self, config) -> None:
+        limit = getattr(config, "max_position_embeddings", None)
+        if limit and self.probe_tokens > limit:
+            raise ValueError(f"probe_tokens {self.probe_tokens} > the model's max_position_embeddings {limit}")
+        if self.n_o >= self.probe_tokens // 2:
+            raise ValueError(f"n_o {self.n_o} must be well below probe_tokens {self.probe_tokens}")
+
+
+@register(EvaluatorHeadsParams)
+def evaluator_heads(model, tokenizer, params: EvaluatorHeadsParams, ctx):
+    from compressor.prompt.discovery import discover
+    from compressor.prompt.heatmap import heatmap_png
+
+    spec = discover(model, tokenizer, ctx.adapter, heads=params.heads, n_o=params.n_o, kernel=params.kernel,
+                    rate=params.rate, probe_tokens=params.probe_tokens, needle=params.needle,
+                    question=params.question, depths=params.depths, seed=params.seed, progress=ctx.progress)
+    ctx.artifact(SPEC_FILE, spec.model_dump(mode="json"))
+    ctx.artifact(HEATMAP_FILE, heatmap_png(spec.head_scores, spec.layer, spec.heads), in_model=False)
+    ctx.record(layer=spec.layer, heads=spec.heads, layer_scores=spec.layer_scores)
+    return model
