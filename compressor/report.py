@@ -28,6 +28,9 @@ def eval_label(ev: dict) -> str:
     name = press.get("press") if isinstance(press, dict) else None
     if not name or name == "none":
         return ev["runtime"]
+    if press.get("window"):  # StreamingLLM's fixed cache: sinks + window
+        sinks = press.get("n_sink") if press.get("n_sink") is not None else 4
+        return f"{ev['runtime']}+{name}@{sinks}+{press['window']}"
     return f"{ev['runtime']}+{name}@{press.get('ratio', '')}"
 
 
@@ -88,6 +91,10 @@ def eval_section(report: dict, ev: dict) -> list[str]:
               f"batch {settings['batch_sizes'][0]}." + (" Baseline reused from the cache." if ev.get("baseline_from_cache") else ""),
               "Score = max(0.5·PerfNorm + 0.5·SpeedNorm, 0), PerfNorm = perf/perf_base, SpeedNorm = 1 − tpt/tpt_base.",
               ""] + task_lines(ev)
+    if ev["model"].get("long_context_points"):
+        from compressor.evaluate.kv_report import long_context_lines
+
+        lines += [""] + long_context_lines(ev)
     return lines
 
 
@@ -121,6 +128,9 @@ def write_reports(report: dict, folder: Path) -> None:
 
         with atomic_file(folder / "report.png", force=True) as tmp:
             plot_model_vs_baseline(report, tmp)
+    from compressor.evaluate.kv_report import write_long_context_plots
+
+    write_long_context_plots(report, folder)
 
 
 def record_evaluation(output_dir: Path, ev_report: dict) -> dict:
