@@ -156,8 +156,8 @@ class CacheCompressor:
         """How many cached positions to keep after this pass."""
         if self.budget is not None:
             return min(k_len, self.budget)
-        if q_len < min_query_tokens(self.press) or not self.spec.ratio:
-            return k_len  # ratio presses compress prefill passes only, like kvpress
+        if q_len == 1 or q_len < min_query_tokens(self.press) or not self.spec.ratio:
+            return k_len  # ratio presses compress prefill passes only (not decoded tokens), like kvpress
         from kvpress.utils import compute_n_kept
 
         return min(k_len, compute_n_kept(self.state.seen, self.spec.ratio))
@@ -177,6 +177,9 @@ class CacheCompressor:
         n_kept = self.target(k_len, q_len)
         if not self.state.compress or n_kept >= k_len:
             return output
+        # Some scores read the ratio (StreamingLLM prunes int-rounded positions after the sinks): set it so
+        # that int(k_len · (1 − ratio)) == n_kept, as kvpress's DecodingPress does for its target size.
+        self.press.compression_ratio = (k_len - n_kept - 0.5) / k_len
         scores = self.press.score(module, hidden, keys, values, output[1], kwargs)
         indices = scores.topk(n_kept, dim=-1).indices.sort(dim=-1).values
         if self.rerotate:
