@@ -125,6 +125,7 @@ def measure_long_context(model, tokenizer, press: KVPressSpec | None, spec: Long
     return {
         "press": (press or KVPressSpec()).label(),
         "tokens": len(ids), "chunk": spec.chunk,
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "ppl": math.exp(nll / targets), "ppl_last_half": math.exp(nll_last_half / targets_last_half),
         "nll_mean": nll / targets,
         "cache_positions_after_prefill": cache_after_prefill,
