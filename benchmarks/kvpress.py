@@ -30,10 +30,12 @@ PRESSES = [
 WINDOWS = [64, 128, 256, 512, 1024, 2048]
 
 
-def one(model_id: str, press: dict, tokens: int, chunk: int, decode_tokens: int) -> dict:
+def one(model_id: str, press: dict, tokens: int, chunk: int, decode_tokens: int, threads: int | None) -> dict:
     """Run in a child process: load the model, measure one press, return its long-context result."""
     import torch
 
+    if threads:
+        torch.set_num_threads(threads)
     from compressor.evaluate.kv_spec import KVPressSpec, LongContextSpec
     from compressor.evaluate.long_context import measure_long_context
     from compressor.models.sources import load_model, resolve_source
@@ -46,6 +48,7 @@ def one(model_id: str, press: dict, tokens: int, chunk: int, decode_tokens: int)
 def run_child(args, press: dict) -> dict:
     cmd = [sys.executable, __file__, "--child", json.dumps(press), "--model", args.model, "--tokens", str(args.tokens),
            "--chunk", str(args.chunk), "--decode-tokens", str(args.decode_tokens)]
+    cmd += ["--threads", str(args.threads)] if args.threads else []
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{press}: {done.stderr[-2000:]}")
@@ -94,11 +97,14 @@ def main() -> None:
     parser.add_argument("--decode-tokens", type=int, default=32)
     parser.add_argument("--quick", action="store_true", help="1024 tokens, windows 64 and 256, 8 decoded tokens")
     parser.add_argument("--plot", type=Path, default=Path("benchmarks/kvpress_window.png"))
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (1 keeps timings stable on a busy machine; default: torch's)")
     parser.add_argument("--json", action="store_true", help="print every result as JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(one(args.model, json.loads(args.child), args.tokens, args.chunk, args.decode_tokens)))
+        print(json.dumps(one(args.model, json.loads(args.child), args.tokens, args.chunk, args.decode_tokens,
+                             args.threads)))
         return
     windows = WINDOWS
     presses = [dict(p) for p in PRESSES]

@@ -244,3 +244,21 @@ def test_eval_with_a_press_reports_press_rows(monkeypatch, capsys, press_eval):
     assert "| knorm@0.5 |" in (out / "report.md").read_text()
     code, stdout, _ = run_cli(monkeypatch, capsys, "report", str(out), "--json")
     assert sorted(r["eval"] for r in json.loads(stdout)["rows"]) == ["torch", "torch+knorm@0.5"]
+
+
+@pytest.mark.e2e
+def test_smollm2_long_context_presses():
+    """SmolLM2 on 1,536 real-text tokens: each press keeps what it should, and costs perplexity in a sane range."""
+    from compressor.models.sources import resolve_source
+
+    model, tokenizer = load_model(resolve_source("builtin:smollm2-135m").path, torch.device("cpu"))
+    points = [KVPressSpec(), KVPressSpec(press="streaming_llm", n_sink=4, window=256),
+              KVPressSpec(press="streaming_llm", n_sink=0, window=256), KVPressSpec(press="snapkv", ratio=0.5)]
+    none, sinks, no_sinks, snapkv = measure_points(model, tokenizer, points,
+                                                   LongContextSpec(tokens=1536, chunk=128, decode_tokens=4))
+    print("\n" + ", ".join(f"{p['press']}: ppl {p['ppl']:.2f} (last half {p['ppl_last_half']:.2f}), "
+                           f"{p['decode_ms_per_token']:.1f} ms/token" for p in (none, sinks, no_sinks, snapkv)))
+    assert 5 < none["ppl"] < 60  # real text, a trained model
+    assert sinks["cache_positions_after_prefill"] == 260 and snapkv["cache_positions_after_prefill"] == 768
+    assert none["ppl"] < sinks["ppl"] < 2 * none["ppl"] and none["ppl"] < snapkv["ppl"] < 2 * none["ppl"]
+    assert sinks["ppl"] < no_sinks["ppl"]  # the attention-sink finding of StreamingLLM
