@@ -97,6 +97,8 @@ def main() -> None:
     parser.add_argument("--decode-tokens", type=int, default=32)
     parser.add_argument("--quick", action="store_true", help="1024 tokens, windows 64 and 256, 8 decoded tokens")
     parser.add_argument("--plot", type=Path, default=Path("benchmarks/kvpress_window.png"))
+    parser.add_argument("--windows", default=",".join(map(str, WINDOWS)),
+                        help="streaming_llm windows for the ablation plot (comma-separated)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (1 keeps timings stable on a busy machine; default: torch's)")
     parser.add_argument("--json", action="store_true", help="print every result as JSON")
@@ -106,7 +108,7 @@ def main() -> None:
         print(json.dumps(one(args.model, json.loads(args.child), args.tokens, args.chunk, args.decode_tokens,
                              args.threads)))
         return
-    windows = WINDOWS
+    windows = [int(w) for w in args.windows.split(",")]
     presses = [dict(p) for p in PRESSES]
     if args.quick:
         args.tokens, args.decode_tokens, windows = 1024, 8, [64, 256]

@@ -174,7 +174,8 @@ def comparison_rows(output_dirs) -> list[dict]:
             rows.append({"output": str(folder), "recipe": report["recipe"], "eval": label, "runtime": ev["runtime"],
                          "size_mb": report["model"]["size_mb"], "perf": ev["model"]["perf"],
                          "tpt_ms": ev["model"]["tpt_ms"], "word_ppl": _ppl(ev["model"]),
-                         "perf_norm": ev["perf_norm"], "speed_norm": ev["speed_norm"], "score": ev["score"]})
+                         "perf_norm": ev["perf_norm"], "speed_norm": ev["speed_norm"], "score": ev["score"],
+                         "long_ppl": (ev["model"].get("long_context") or {}).get("ppl")})
     if not rows:
         raise UserError("no report.json with an evaluation in: " + " ".join(str(f) for f in output_dirs))
     return sorted(rows, key=lambda r: r["score"], reverse=True)
@@ -185,8 +186,10 @@ def comparison_table(rows: list[dict]):
 
     table = Table(title="outputs by Score (compare rows of one runtime only)")
     columns = ("output", "eval", "size_mb", "perf", "word_ppl", "tpt_ms", "perf_norm", "speed_norm", "score")
+    if any(r.get("long_ppl") is not None for r in rows):  # press rows: perplexity on the long document
+        columns += ("long_ppl",)
     for column in columns:
         table.add_column(column, justify="left" if column in ("output", "eval") else "right")
     for r in rows:
-        table.add_row(*(_fmt(r[c], 2 if c in ("size_mb", "word_ppl", "tpt_ms") else 3) for c in columns))
+        table.add_row(*(_fmt(r.get(c), 2 if c in ("size_mb", "word_ppl", "tpt_ms", "long_ppl") else 3) for c in columns))
     return table

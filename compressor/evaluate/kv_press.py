@@ -47,10 +47,11 @@ def build_press(spec: KVPressSpec):
     cls = press_class(spec)
     fields = {f.name for f in dataclasses.fields(cls)}
     kwargs = dict(spec.options)
-    unknown = sorted(set(kwargs) - fields) or (["compression_ratio"] if "compression_ratio" in kwargs else [])
+    settable = fields - {"compression_ratio", "n_sink"}  # those two are kv_press.ratio / kv_press.n_sink
+    unknown = sorted(set(kwargs) - settable)
     if unknown:
         raise UserError(f"kv_press.options: {spec.press} ({cls.__name__}) has no option {unknown[0]!r} "
-                        f"(options: {', '.join(sorted(fields - {'compression_ratio'}))})")
+                        f"(options: {', '.join(sorted(settable)) or 'none'}; ratio and n_sink are kv_press fields)")
     if spec.n_sink is not None:
         if "n_sink" not in fields:
             raise UserError(f"kv_press.n_sink: {spec.press} ({cls.__name__}) keeps no sink tokens")
