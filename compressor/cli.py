@@ -122,15 +122,44 @@ def eval_options(fn):
     return fn
 
 
-def eval_spec_from_options(baseline: bool, runtime, suite, limit, batch_size, prompt_tokens, new_tokens, runs, batch_sizes):
+def press_options(fn):
+    """--kv-press and its parameters (torch runtime), shared by `eval` and `bench`."""
+    from compressor.evaluate.kv_spec import PRESS_NAMES
+
+    for option in reversed([
+        click.option("--kv-press", default=None, metavar="NAME",
+                     help=f"KV-cache press (kvpress), torch runtime only: {', '.join(PRESS_NAMES)}."),
+        click.option("--kv-ratio", type=float, default=0.0, show_default=True,
+                     help="Fraction of cached positions the press removes, in [0, 1)."),
+        click.option("--n-sink", type=int, default=None, help="First positions always kept (streaming_llm, "
+                                                              "expected_attention; kvpress default 4)."),
+        click.option("--window", type=int, default=None, help="streaming_llm: keep n_sink + WINDOW positions."),
+        click.option("--long-context", "long_context", type=int, default=None, metavar="TOKENS",
+                     help="Also measure ppl, decode ms/token and memory on a TOKENS-long document "
+                          "(default 4096 with a press)."),
+        click.option("--chunk", type=int, default=None, help="Long-context prefill chunk (default 128)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def eval_spec_from_options(baseline: bool, runtime, suite, limit, batch_size, prompt_tokens, new_tokens, runs, batch_sizes,
+                           kv_press=None, kv_ratio=0.0, n_sink=None, window=None, long_context=None, chunk=None):
     from pydantic import ValidationError
 
     from compressor.recipe import EvalSpec, format_validation_error
 
+    press = None
+    if kv_press is not None or window is not None or n_sink is not None or kv_ratio:
+        press = {"press": kv_press or "none", "ratio": kv_ratio, "n_sink": n_sink, "window": window}
+    long = None
+    if long_context is not None or chunk is not None:
+        long = {k: v for k, v in (("tokens", long_context), ("chunk", chunk)) if v is not None}
     try:
         return EvalSpec(baseline=baseline, runtime=runtime, suite=suite, limit=limit, batch_size=batch_size,
                         latency={"prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "runs": runs,
-                                 "batch_sizes": [int(b) for b in batch_sizes.split(",")]})
+                                 "batch_sizes": [int(b) for b in batch_sizes.split(",")]},
+                        kv_press=press, long_context=long)
     except (ValidationError, ValueError) as error:
         message = format_validation_error("options", error) if isinstance(error, ValidationError) else str(error)
         raise UserError(message) from None
@@ -143,6 +172,7 @@ def eval_spec_from_options(baseline: bool, runtime, suite, limit, batch_size, pr
 @click.option("--fresh-baseline", is_flag=True, help="Re-measure the baseline instead of using the cache.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N (torch runtime).")
 @eval_options
+@press_options
 @mlflow_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def evaluate(output_dir, baseline, no_baseline, fresh_baseline, device, use_mlflow, mlflow_uri, as_json, **options):
@@ -156,6 +186,8 @@ def evaluate(output_dir, baseline, no_baseline, fresh_baseline, device, use_mlfl
       compressor eval out/fp16
       compressor eval out/fp16 --runtime vllm
       compressor eval out/fp16 --suite quick --baseline builtin:smollm2-135m --json
+      compressor eval out/fp16 --kv-press snapkv --kv-ratio 0.5          # label torch+snapkv@0.5
+      compressor eval out/fp16 --kv-press streaming_llm --n-sink 4 --window 1024
     """
     from compressor.evaluate.evaluate_dir import evaluate_output
 
@@ -209,23 +241,28 @@ def package(output_dir, target_file, force, as_json):
 @click.option("--runs", type=int, default=5, show_default=True, help="Timed runs after warm-up (median and spread).")
 @click.option("--warmup", type=int, default=1, show_default=True)
 @click.option("--batch-sizes", default="1,8", show_default=True, help="Comma-separated batch sizes.")
+@press_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def bench(output_dir, runtime, device, prompt_tokens, new_tokens, runs, warmup, batch_sizes, as_json):
+def bench(output_dir, runtime, device, prompt_tokens, new_tokens, runs, warmup, batch_sizes, as_json, **press):
     """Time per output token of OUTPUT_DIR/model (greedy, fixed prompt/output length, warm-up, median of runs).
 
     \b
     Example:
       compressor bench out/fp16
       compressor bench out/fp16 --runtime vllm --batch-sizes 1,8 --json
+      compressor bench out/fp16 --kv-press knorm --kv-ratio 0.5 --long-context 4096
     """
-    from compressor.evaluate.bench import bench_torch, bench_vllm
+    from compressor.evaluate.bench import bench_torch, bench_torch_press, bench_vllm
     from compressor.evaluate.evaluate_dir import model_folder
     from compressor.models.sources import pick_device
 
-    spec = eval_spec_from_options(False, "torch", "default", None, 8, prompt_tokens, new_tokens, runs, batch_sizes)
+    spec = eval_spec_from_options(False, runtime, "default", None, 8, prompt_tokens, new_tokens, runs, batch_sizes,
+                                  **press)
     folder = model_folder(output_dir)
     sizes = spec.latency.batch_sizes
-    if runtime == "vllm":
+    if spec.press_run() or spec.long_context is not None:
+        result = bench_torch_press(folder, pick_device(device), spec, warmup)
+    elif runtime == "vllm":
         result = bench_vllm(folder, prompt_tokens, new_tokens, runs, warmup, sizes)
     else:
         result = bench_torch(folder, pick_device(device), prompt_tokens, new_tokens, runs, warmup, sizes)
@@ -241,6 +278,13 @@ def bench(output_dir, runtime, device, prompt_tokens, new_tokens, runs, warmup, 
                           f"{b['output_tokens_per_s']:.1f}")
         console = _console()
         console.print(table)
+        if res.get("without_press"):
+            for batch, b in res["without_press"]["batches"].items():
+                console.print(f"without the press, batch {batch}: {b['tpt_ms_median']:.2f} ms/token")
+        if res.get("long_context_points"):
+            from compressor.evaluate.kv_report import long_context_lines
+
+            console.print("\n".join(long_context_lines({"model": res})))
         if res.get("peak_rss_mb"):
             console.print(f"peak RSS {res['peak_rss_mb']:.0f} MB")
 

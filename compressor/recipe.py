@@ -3,9 +3,10 @@
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from compressor.errors import UserError
+from compressor.evaluate.kv_spec import KVPressSpec, LongContextSpec
 from compressor.stages import check_stage_order, registry
 from compressor.yaml_io import read_yaml_file
 
@@ -41,6 +42,30 @@ class EvalSpec(Strict):
     limit: int | None = Field(None, gt=0, description="cap every task at this many items (quick runs)")
     batch_size: int = Field(8, gt=0)
     latency: LatencySpec = Field(default_factory=LatencySpec)
+    kv_press: KVPressSpec | None = Field(None, description="a kvpress press applied while the model runs "
+                                                          "(torch runtime only)")
+    long_context: LongContextSpec | None = Field(None, description="perplexity, decode speed and memory on a "
+                                                                  "long document (default on with a kv_press)")
+
+    @model_validator(mode="after")
+    def _press_runtime(self):
+        if self.runtime != "torch" and self.kv_press is not None and self.kv_press.active:
+            raise ValueError(f"kv_press applies in the torch runtime only (kvpress hooks transformers attention), "
+                             f"not {self.runtime}")
+        if self.long_context is not None:
+            from compressor.evaluate.long_context import ablation_points
+
+            try:
+                ablation_points(self.kv_press, self.long_context)
+            except (UserError, ValueError) as error:
+                raise ValueError(str(error)) from None
+        return self
+
+    def press_run(self) -> bool:
+        return self.kv_press is not None and self.kv_press.active
+
+    def long_context_spec(self) -> LongContextSpec | None:
+        return self.long_context or (LongContextSpec() if self.press_run() else None)
 
 
 class OutputSpec(Strict):
@@ -130,3 +155,10 @@ def check_against_config(recipe, config, source: str) -> None:
             config = params.planned_config(config)
         except ValueError as error:
             raise UserError(f"{source}: stages[{index}] ({params.stage}): {error}") from None
+    if recipe.eval.enabled and recipe.eval.runtime == "torch":
+        from compressor.evaluate.long_context import check_run
+
+        try:
+            check_run(recipe.eval, [config])
+        except UserError as error:
+            raise UserError(f"{source}: eval.{error}") from None

@@ -28,6 +28,9 @@ def eval_label(ev: dict) -> str:
     name = press.get("press") if isinstance(press, dict) else None
     if not name or name == "none":
         return ev["runtime"]
+    if press.get("window"):  # StreamingLLM's fixed cache: sinks + window
+        sinks = press.get("n_sink") if press.get("n_sink") is not None else 4
+        return f"{ev['runtime']}+{name}@{sinks}+{press['window']}"
     return f"{ev['runtime']}+{name}@{press.get('ratio', '')}"
 
 
@@ -88,6 +91,10 @@ def eval_section(report: dict, ev: dict) -> list[str]:
               f"batch {settings['batch_sizes'][0]}." + (" Baseline reused from the cache." if ev.get("baseline_from_cache") else ""),
               "Score = max(0.5·PerfNorm + 0.5·SpeedNorm, 0), PerfNorm = perf/perf_base, SpeedNorm = 1 − tpt/tpt_base.",
               ""] + task_lines(ev)
+    if ev["model"].get("long_context_points"):
+        from compressor.evaluate.kv_report import long_context_lines
+
+        lines += [""] + long_context_lines(ev)
     return lines
 
 
@@ -121,6 +128,9 @@ def write_reports(report: dict, folder: Path) -> None:
 
         with atomic_file(folder / "report.png", force=True) as tmp:
             plot_model_vs_baseline(report, tmp)
+    from compressor.evaluate.kv_report import write_long_context_plots
+
+    write_long_context_plots(report, folder)
 
 
 def record_evaluation(output_dir: Path, ev_report: dict) -> dict:
@@ -164,7 +174,8 @@ def comparison_rows(output_dirs) -> list[dict]:
             rows.append({"output": str(folder), "recipe": report["recipe"], "eval": label, "runtime": ev["runtime"],
                          "size_mb": report["model"]["size_mb"], "perf": ev["model"]["perf"],
                          "tpt_ms": ev["model"]["tpt_ms"], "word_ppl": _ppl(ev["model"]),
-                         "perf_norm": ev["perf_norm"], "speed_norm": ev["speed_norm"], "score": ev["score"]})
+                         "perf_norm": ev["perf_norm"], "speed_norm": ev["speed_norm"], "score": ev["score"],
+                         "long_ppl": (ev["model"].get("long_context") or {}).get("ppl")})
     if not rows:
         raise UserError("no report.json with an evaluation in: " + " ".join(str(f) for f in output_dirs))
     return sorted(rows, key=lambda r: r["score"], reverse=True)
@@ -175,8 +186,10 @@ def comparison_table(rows: list[dict]):
 
     table = Table(title="outputs by Score (compare rows of one runtime only)")
     columns = ("output", "eval", "size_mb", "perf", "word_ppl", "tpt_ms", "perf_norm", "speed_norm", "score")
+    if any(r.get("long_ppl") is not None for r in rows):  # press rows: perplexity on the long document
+        columns += ("long_ppl",)
     for column in columns:
         table.add_column(column, justify="left" if column in ("output", "eval") else "right")
     for r in rows:
-        table.add_row(*(_fmt(r[c], 2 if c in ("size_mb", "word_ppl", "tpt_ms") else 3) for c in columns))
+        table.add_row(*(_fmt(r.get(c), 2 if c in ("size_mb", "word_ppl", "tpt_ms", "long_ppl") else 3) for c in columns))
     return table

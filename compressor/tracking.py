@@ -53,6 +53,9 @@ def run_params(report: dict) -> dict[str, str]:
                       new_tokens=latency["new_tokens"], timed_runs=latency["runs"],
                       batch_size=latency["batch_sizes"][0], dtype=ev["model"].get("dtype"),
                       baseline_from_cache=ev.get("baseline_from_cache"))
+        press = ev["settings"].get("kv_press")
+        if press:
+            params.update({_key("kv_press", k): v for k, v in press.items() if v not in (None, {})})
     return {k: str(v)[:6000] for k, v in params.items() if v is not None}
 
 
@@ -71,6 +74,8 @@ def run_metrics(report: dict) -> dict[str, float]:
         for task, values in (measured.get("tasks") or {}).items():
             for name, value in values.items():
                 metrics[prefix + metric_name(task, name)] = value
+        for name in ("ppl", "ppl_last_half", "decode_ms_per_token", "kv_cache_mb_peak", "peak_memory_mb"):
+            metrics[prefix + "long_context." + name] = (measured.get("long_context") or {}).get(name)
     metrics["seconds"] = report.get("seconds")
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 

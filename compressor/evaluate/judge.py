@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from compressor.evaluate import baseline_cache
+from compressor.evaluate.kv_spec import KVPressSpec
 from compressor.evaluate.latency import time_per_token
 from compressor.evaluate.score import score
 from compressor.evaluate.suite import Suite, aggregate, include_folder, load_suite, run_suite_torch, suite_fingerprint
@@ -37,7 +38,8 @@ def measure_torch(folder: Path, suite: Suite, spec, device, progress) -> dict:
         if _half_on_cpu(model):
             model = model.float()
         per_task = run_suite_torch(model, tokenizer, suite, spec.batch_size, spec.limit, progress)
-        return {"tasks": per_task, "latency": latency, "dtype": dtype,
+        long = _long_context(model, tokenizer, spec, progress)
+        return {"tasks": per_task, "latency": latency, "dtype": dtype, **long,
                 "quality_dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
                 "params": sum(p.numel() for p in model.parameters()),
                 "peak_rss_mb": _peak_rss_mb()}
@@ -69,10 +71,25 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(folder: Path, suite: Suite, spec, device, progress) -> dict:
+def _long_context(model, tokenizer, spec, progress) -> dict:
+    """The long-context pass (no press, plus `compare` presses) when the spec asks for it."""
+    if spec.long_context is None:
+        return {}
+    from compressor.evaluate.long_context import ablation_points, measure_points
+
+    points = measure_points(model, tokenizer, ablation_points(None, spec.long_context), spec.long_context, progress)
+    return {"long_context": points[0], "long_context_points": points}
+
+
+def measure(folder: Path, suite: Suite, spec, device, progress, press=None) -> dict:
+    """`press`: a KVPressSpec to measure through the press loop (press none for a press run's baseline)."""
     started = time.perf_counter()
     if spec.runtime == "vllm":
         m = measure_vllm(folder, suite, spec, progress)
+    elif press is not None:
+        from compressor.evaluate.press_measure import measure_torch_press
+
+        m = measure_torch_press(folder, suite, spec, device, progress, press)
     else:
         m = measure_torch(folder, suite, spec, device, progress)
     m["perf"] = aggregate(suite, m["tasks"])
@@ -84,21 +101,26 @@ def measure(folder: Path, suite: Suite, spec, device, progress) -> dict:
 def judge(model_dir: Path, baseline_dir: Path | None, spec, device, progress=lambda message: None,
           fresh_baseline: bool = False) -> dict:
     suite = load_suite(spec.suite)
-    settings = spec.model_dump(mode="json", exclude={"enabled", "baseline"})
+    # Without a press or long-context pass the settings (and baseline cache keys) read as before.
+    settings = spec.model_dump(mode="json", exclude={"enabled", "baseline"}
+                               | {k for k in ("kv_press", "long_context") if getattr(spec, k) is None})
+    press = spec.kv_press if spec.press_run() else None
+    _check_press(spec, press, [model_dir] + ([baseline_dir] if baseline_dir is not None else []))
     result = {"runtime": spec.runtime, "device": str(device) if spec.runtime == "torch" else "vllm-cpu",
               "suite": suite.name, "settings": settings,
               "perf_tasks": [t.model_dump() for t in suite.weighted()],
               "perf_definition": " + ".join(f"{t.weight:g}·{t.task}.{t.metric}" for t in suite.weighted())
               + f" / {sum(t.weight for t in suite.weighted()):g}"}
     progress(f"evaluating the output model ({spec.runtime}, suite {suite.name})")
-    result["model"] = measure(model_dir, suite, spec, device, progress)
+    result["model"] = measure(model_dir, suite, spec, device, progress, press)
     if baseline_dir is not None:
         key = baseline_cache.cache_key(content_hash(baseline_dir), suite_fingerprint(suite), spec.runtime,
                                        settings, str(device))
         cached = None if fresh_baseline else baseline_cache.load_baseline(key)
         if cached is None:
             progress("evaluating the source model (baseline)")
-            cached = measure(baseline_dir, suite, spec, device, progress)
+            # a press run's baseline: the source without a press, through the same press loop
+            cached = measure(baseline_dir, suite, spec, device, progress, KVPressSpec() if press else None)
             baseline_cache.save_baseline(key, cached)
             result["baseline_from_cache"] = False
         else:
@@ -108,3 +130,14 @@ def judge(model_dir: Path, baseline_dir: Path | None, spec, device, progress=lam
         result["baseline_key"] = key
         result.update(score(result["model"]["perf"], cached["perf"], result["model"]["tpt_ms"], cached["tpt_ms"]))
     return result
+
+
+def _check_press(spec, press, folders: list[Path]) -> None:
+    """Refuse a press or long-context length a model cannot take, from config.json alone (before loading)."""
+    if press is None and spec.long_context is None:
+        return
+    from transformers import AutoConfig
+
+    from compressor.evaluate.long_context import check_run
+
+    check_run(spec, [AutoConfig.from_pretrained(folder) for folder in folders])

@@ -76,13 +76,14 @@ def _model_state(model) -> tuple:
 
 
 def evaluate_tasks(model, tokenizer, include_path: Path, tasks: list[str], batch_size: int = 8,
-                   max_length: int | None = None, limit: int | None = None) -> dict:
+                   max_length: int | None = None, limit: int | None = None, lm_class=None) -> dict:
     """lm-eval's `simple_evaluate` on `tasks` found in `include_path`; returns its `results` dict.
 
     The model stays on its device and dtype and keeps its lm_head (lm-eval's `.tie_weights()` call is
     suppressed); its `.eval()` is undone afterwards if the model was in training mode. The tokenizer
     is not modified (lm-eval gets a copy, since it may set a pad token). Log-softmax runs in float32 so
-    float16 and bfloat16 models are scored without half-precision sums.
+    float16 and bfloat16 models are scored without half-precision sums. `lm_class` replaces HFLM (a
+    subclass or factory taking HFLM's arguments, e.g. generation through a KV press).
     """
     (device, dtype), was_training = _model_state(model)
     with offline_and_quiet():
@@ -94,7 +95,7 @@ def evaluate_tasks(model, tokenizer, include_path: Path, tasks: list[str], batch
         # would re-tie an lm_head an edit deliberately replaced, so it is a no-op while HFLM is built.
         model.tie_weights = lambda *args, **kwargs: None
         try:
-            lm = HFLM(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=batch_size,
+            lm = (lm_class or HFLM)(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=batch_size,
                       max_length=max_length, add_bos_token=False, softmax_dtype=torch.float32)
         finally:
             del model.tie_weights

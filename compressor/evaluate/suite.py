@@ -118,7 +118,7 @@ def aggregate(suite: Suite, per_task: dict[str, dict]) -> float:
 
 
 def run_suite_torch(model, tokenizer, suite: Suite, batch_size: int = 8, limit: int | None = None,
-                    progress=lambda message: None) -> dict:
+                    progress=lambda message: None, lm_class=None) -> dict:
     """Every task of the suite on an in-memory transformers model; {task: {metric: value}}."""
     from compressor.evaluate.lm_eval_runner import evaluate_tasks
 
@@ -127,7 +127,8 @@ def run_suite_torch(model, tokenizer, suite: Suite, batch_size: int = 8, limit: 
         for task in suite.tasks:
             progress(f"  task {task.task}")
             cap = min(x for x in (task.limit, limit) if x) if (task.limit or limit) else None
-            results = evaluate_tasks(model, tokenizer, folder, [task.task], batch_size, limit=cap)
+            results = evaluate_tasks(model, tokenizer, folder, [task.task], batch_size, limit=cap,
+                                     lm_class=lm_class)
             per_task[task.task] = {k: v for k, v in results[task.task].items()
                                    if isinstance(v, (int, float)) and "stderr" not in k}
     return per_task
