@@ -26,8 +26,9 @@ def apply_and_check(recipe: dict, tmp_path):
     out = tmp_path / recipe["name"]
     subprocess.run([sys.executable, "-m", "compressor.cli", "apply", str(path), "--out", str(out), "--no-eval"],
                    check=True, cwd=ROOT)
-    done = subprocess.run([sys.executable, "-m", "compressor.cli", "check", str(out), "--runtime", "vllm", "--json"],
-                          cwd=ROOT, capture_output=True, text=True)
+    # --eager: vLLM skips compiling its graphs (engine start ~2x faster here, same tokens)
+    done = subprocess.run([sys.executable, "-m", "compressor.cli", "check", str(out), "--runtime", "vllm", "--eager",
+                           "--json"], cwd=ROOT, capture_output=True, text=True)
     assert done.stdout, done.stderr[-2000:]
     result = json.loads(done.stdout)
     print(f"\nvLLM {recipe['name']}: {result['summary']}, dtype {result['runtime_info']['dtype']}")
