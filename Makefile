@@ -41,7 +41,7 @@ run: install
 	$(BIN)/compressor apply recipes/fp16.yaml --force
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not e2e"
