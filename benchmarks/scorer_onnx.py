@@ -76,7 +76,7 @@ def main() -> None:
         onnx_pc = OnnxPromptCompressor.from_pretrained(onnx_dir, threads=args.threads)
         text = build_probes(torch_pc.tokenizer, args.tokens, needle=spec.probe.needle, question=spec.probe.question,
                             depths=[0.5], seed=1)[0].text
-        ids, _ = torch_pc._encode(text)
+        ids = torch_pc.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
         progress(f"{ids.shape[1]}-token prompt, layers 0..{spec.layer} of {spec.model.num_hidden_layers}, "
                  f"{args.threads} thread(s), {args.runs} runs per side")
         expected, got = torch_pc.token_scores(ids), onnx_pc.token_scores(ids)  # also the warm-up

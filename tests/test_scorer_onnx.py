@@ -205,3 +205,15 @@ def test_not_a_scorer_graph_is_refused(scorer_export, tmp_path):
             shutil.copy2(out / "onnx" / name, folder / name)
     with pytest.raises(UserError, match=r"not an EHPC scorer graph \(inputs \['x'\], outputs \['y'\]"):
         OnnxPromptCompressor.from_pretrained(folder)
+
+
+def test_scorer_with_external_data_loads(monkeypatch, tmp_path, tiny_exaone4_dir):
+    """Weights above 2 GB (EXAONE-4.0-1.2B's scorer) go to scorer.onnx_data: recorded, and the runtime loads them."""
+    out = ehpc_output(tmp_path, tiny_exaone4_dir, "exaone4")
+    monkeypatch.setenv("FORCE_ONNX_EXTERNAL_DATA", "1")  # optimum's switch: as if the graph were > 2 GB
+    record = export_onnx(out, scorer_only=True)
+    assert record["scorer"]["files"] == ["scorer.onnx", "scorer.onnx_data"]
+    assert (out / "onnx" / "scorer.onnx").stat().st_size < (out / "onnx" / "scorer.onnx_data").stat().st_size
+    text = long_text()
+    assert OnnxPromptCompressor.from_pretrained(out).compress(text).text == PromptCompressor.from_pretrained(
+        out).compress(text).text

@@ -76,7 +76,7 @@ def export_model(model, tokenizer, folder: Path, task: str = TASK, onnx_config=N
     tokenizer.save_pretrained(folder)
 
 
-def _files(folder: Path, name: str) -> list[Path]:
+def onnx_files(folder: Path, name: str) -> list[Path]:
     """The .onnx file and its external data, if any."""
     return sorted(p for p in folder.iterdir() if p.name == name or p.name.startswith(name + "_data")
                   or p.name.startswith(name + ".data"))
@@ -85,7 +85,7 @@ def _files(folder: Path, name: str) -> list[Path]:
 def _artifact(folder: Path, name: str, label: str, reference: dict, tokenizer, max_tokens: int) -> dict:
     from compressor.export.onnx_parity import onnx_parity
 
-    files = _files(folder, name)
+    files = onnx_files(folder, name)
     parity = onnx_parity(folder / name, reference, tokenizer, max_tokens)
     return {"name": label, "file": name, "files": [p.name for p in files],
             "size_mb": round(sum(p.stat().st_size for p in files) / 2**20, 2), "load_s": parity["load_s"],

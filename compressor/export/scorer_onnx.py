@@ -95,7 +95,7 @@ def scorer_parity(torch_compressor, onnx_compressor, texts: list[str]) -> dict:
 
     rows = []
     for text in texts:
-        ids, _ = torch_compressor._encode(text)
+        ids = torch_compressor.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
         expected, got = torch_compressor.token_scores(ids), onnx_compressor.token_scores(ids)
         if tuple(got.shape) != tuple(expected.shape):
             raise ValueError(f"ONNX scorer returned shape {tuple(got.shape)}, torch {tuple(expected.shape)}")
@@ -139,12 +139,13 @@ def write_scorer(model_dir: Path, staging: Path, atol: float = DEFAULT_SCORER_AT
     returns what compressor.json records under "scorer".
     """
     import torch
+    from transformers import AutoTokenizer
 
     from compressor.errors import CheckFailed
+    from compressor.export.onnx_export import onnx_files
     from compressor.prompt.compressor import PromptCompressor
     from compressor.prompt.onnx_runtime import OnnxPromptCompressor, OnnxScorer
     from compressor.prompt.spec import SPEC_FILE, read_spec
-    from transformers import AutoTokenizer
 
     started = time.perf_counter()
     spec = read_spec(model_dir)
@@ -168,7 +169,9 @@ def write_scorer(model_dir: Path, staging: Path, atol: float = DEFAULT_SCORER_AT
     problems = scorer_problems(parity["summary"], atol, min_kept_agreement)
     if problems:
         raise CheckFailed(f"{model_dir}: the ONNX scorer disagrees with torch: {'; '.join(problems)}")
-    return {"file": SCORER_FILE, "size_mb": round(path.stat().st_size / 2**20, 2), "opset": OPSET,
+    files = onnx_files(Path(staging), SCORER_FILE)  # + scorer.onnx_data when the weights exceed 2 GB
+    return {"file": SCORER_FILE, "files": [p.name for p in files],
+            "size_mb": round(sum(p.stat().st_size for p in files) / 2**20, 2), "opset": OPSET,
             "inputs": {"input_ids": ["1", "sequence_length"]}, "outputs": {"scores": ["sequence_length"]},
             "layer": spec.layer, "layers_exported": spec.layer + 1, "heads": spec.heads, "n_o": spec.n_o,
             "kernel": spec.kernel, "spec_file": SPEC_FILE,
