@@ -48,7 +48,6 @@ def ehpc_output(tmp_path, model_dir, kind, name="out"):
     out = tmp_path / name
     shutil.copytree(model_dir, out / "model")
     spec = _spec_for(out / "model", layer=LAYER[kind], heads=(0, 3), n_o=6, kernel=5)
-    spec.probe.tokens = 120  # the parity probe: longer than the exaone4 sliding window
     (out / "model" / SPEC_FILE).write_text(spec.model_dump_json())
     return out
 
@@ -76,7 +75,9 @@ def test_scorer_only_export_writes_a_checked_scorer(scorer_export):
     assert summary["scores_max_abs_diff"] <= ATOL and summary["kept_text_identical"]
     assert summary["kept_words_agreement"] == summary["kept_tokens_agreement"] == 1.0
     long_probe = scorer["parity"]["probes"][0]
-    assert long_probe["tokens"] > 16 and long_probe["kept_words"] > 1  # past the exaone4 window, words chosen
+    assert long_probe["tokens"] > 200 and long_probe["kept_words"] > 10  # >= 256 tokens asked: past the window
+    assert scorer_onnx.gate_tokens(100, 0, 2048) == 256 and scorer_onnx.gate_tokens(2048, 4096, 8192) == 4160
+    assert scorer_onnx.gate_tokens(2048, 4096, 3000) == 3000
     assert (out / "onnx" / SPEC_FILE).read_text() == (out / "model" / SPEC_FILE).read_text()
 
 

@@ -7,9 +7,10 @@ AvgPool1d-smoothed scores). optimum-onnx's `export` traces it with the custom `S
 patcher swaps transformers' vmap-based mask builders for traceable ones with the same semantics, so causal and
 sliding-window masks stay exact at any length (a test runs past the tiny EXAONE-4's window).
 
-Parity gate (`scorer_parity`): on a long probe prompt (the spec's needle and question in real-text filler) and a
-short one, the max abs difference of the scores vs the torch scorer, and the words EHPC keeps at the spec's
-default rate from either side's scores (the same selection code). The caller writes nothing when it fails.
+Parity gate (`scorer_parity`): on a long probe prompt (the spec's needle and question in real-text filler; as long
+as discovery's probes, at least 256 tokens, and past the sliding window if there is one) and a short one, the max
+abs difference of the scores vs the torch scorer; on the long one, the words EHPC keeps at the spec's default rate
+from either side's scores (the same selection code). The caller writes nothing when it fails.
 """
 
 from __future__ import annotations
@@ -76,47 +77,49 @@ def export_scorer_graph(scorer, path: Path, trace_tokens: int) -> None:
                input_shapes={"batch_size": 1, "sequence_length": trace_tokens})
 
 
-def probe_texts(tokenizer, spec, tokens: int) -> list[str]:
-    """A long probe (spec's needle and question in real-text filler, at depth 0.5) and a short one."""
+def gate_tokens(discovery_tokens: int, sliding_window: int, max_positions: int) -> int:
+    """Probe length for the gate: discovery's, at least 256, and past a sliding window when the model has one."""
+    return min(max(discovery_tokens, 256, sliding_window + 64 if sliding_window else 0), max_positions)
+
+
+def probe_text(tokenizer, spec, tokens: int) -> str:
+    """The spec's needle and question in real-text filler (depth 0.5), about `tokens` tokens."""
     from compressor.prompt.probes import build_probes
 
-    long = build_probes(tokenizer, tokens, needle=spec.probe.needle, question=spec.probe.question, depths=[0.5],
+    return build_probes(tokenizer, tokens, needle=spec.probe.needle, question=spec.probe.question, depths=[0.5],
                         seed=spec.probe.seed)[0].text
-    return [long, SHORT_PROBE]
 
 
 def _jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b) if a | b else 1.0
 
 
-def scorer_parity(torch_compressor, onnx_compressor, texts: list[str]) -> dict:
-    """Scores max abs diff per text, and agreement of the kept words (and exact-budget tokens) at the default rate."""
+def _score_row(torch_compressor, onnx_compressor, text: str):
+    ids = torch_compressor.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    expected, got = torch_compressor.token_scores(ids), onnx_compressor.token_scores(ids)
+    if tuple(got.shape) != tuple(expected.shape):
+        raise ValueError(f"ONNX scorer returned shape {tuple(got.shape)}, torch {tuple(expected.shape)}")
+    return {"tokens": ids.shape[1], "scores_max_abs_diff": float((got - expected).abs().max())}, expected, got
+
+
+def scorer_parity(torch_compressor, onnx_compressor, probe: str, extra=(SHORT_PROBE,)) -> dict:
+    """Scores max abs diff on `probe` and each `extra` text; on `probe`, agreement of what is kept at the default
+    rate: the words (`compress`, the text selection) and the exact-budget tokens (`select_tokens`)."""
     from compressor.prompt import selection
 
-    rows = []
-    for text in texts:
-        ids = torch_compressor.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
-        expected, got = torch_compressor.token_scores(ids), onnx_compressor.token_scores(ids)
-        if tuple(got.shape) != tuple(expected.shape):
-            raise ValueError(f"ONNX scorer returned shape {tuple(got.shape)}, torch {tuple(expected.shape)}")
-        row = {"tokens": ids.shape[1], "scores_max_abs_diff": float((got - expected).abs().max())}
-        rate = torch_compressor.default_rate
-        k = selection.budget(ids.shape[1], rate, None)
-        if k > torch_compressor.tail_tokens:
-            n_o = torch_compressor.tail_tokens
-            want = set(selection.select_tokens(expected, k, n_o).tolist())
-            have = set(selection.select_tokens(got, k, n_o).tolist())
-            words_t = torch_compressor.compress(text, rate=rate)
-            words_o = onnx_compressor.compress(text, rate=rate)
-            row.update(rate=rate, kept_tokens_agreement=round(_jaccard(want, have), 6),
-                       kept_words_agreement=round(_jaccard(set(words_t.kept_spans), set(words_o.kept_spans)), 6),
-                       kept_text_identical=words_t.text == words_o.text, kept_words=len(words_t.kept_spans))
-        rows.append(row)
-    checked = [r for r in rows if "kept_words_agreement" in r]
+    row, expected, got = _score_row(torch_compressor, onnx_compressor, probe)
+    rate, n_o = torch_compressor.default_rate, torch_compressor.tail_tokens
+    k = selection.budget(row["tokens"], rate, None)
+    words_t, words_o = torch_compressor.compress(probe, rate=rate), onnx_compressor.compress(probe, rate=rate)
+    tokens_t = set(selection.select_tokens(expected, k, n_o).tolist())
+    tokens_o = set(selection.select_tokens(got, k, n_o).tolist())
+    row.update(rate=rate, kept_words=len(words_t.kept_spans),
+               kept_words_agreement=round(_jaccard(set(words_t.kept_spans), set(words_o.kept_spans)), 6),
+               kept_tokens_agreement=round(_jaccard(tokens_t, tokens_o), 6),
+               kept_text_identical=words_t.text == words_o.text)
+    rows = [row] + [_score_row(torch_compressor, onnx_compressor, text)[0] for text in extra]
     summary = {"scores_max_abs_diff": max(r["scores_max_abs_diff"] for r in rows),
-               "kept_words_agreement": min((r["kept_words_agreement"] for r in checked), default=None),
-               "kept_tokens_agreement": min((r["kept_tokens_agreement"] for r in checked), default=None),
-               "kept_text_identical": all(r["kept_text_identical"] for r in checked)}
+               **{key: row[key] for key in ("kept_words_agreement", "kept_tokens_agreement", "kept_text_identical")}}
     return {"summary": summary, "probes": rows}
 
 
@@ -125,7 +128,7 @@ def scorer_problems(summary: dict, atol: float, min_kept_agreement: float) -> li
     if summary["scores_max_abs_diff"] > atol:
         problems.append(f"scores max abs diff {summary['scores_max_abs_diff']:.3g} > {atol:g}")
     kept = summary["kept_words_agreement"]
-    if kept is None or kept < min_kept_agreement:
+    if kept < min_kept_agreement:
         problems.append(f"kept-words agreement {kept} < {min_kept_agreement:g}")
     return problems
 
@@ -152,8 +155,10 @@ def write_scorer(model_dir: Path, staging: Path, atol: float = DEFAULT_SCORER_AT
     progress(f"scorer: loading layers 0..{spec.layer} of {model_dir} in fp32")
     torch_compressor = PromptCompressor.from_pretrained(model_dir, dtype=torch.float32)
     tokenizer = torch_compressor.tokenizer
-    texts = probe_texts(tokenizer, spec, probe_tokens or spec.probe.tokens)
-    window = getattr(torch_compressor.scorer.config, "sliding_window", None) or 0
+    config = torch_compressor.scorer.config
+    window = getattr(config, "sliding_window", None) or 0
+    probe = probe_text(tokenizer, spec, probe_tokens or gate_tokens(spec.probe.tokens, window,
+                                                                    config.max_position_embeddings))
     trace_tokens = max(2 * spec.n_o, 2 * spec.kernel, window + 1, 64)
     progress(f"scorer: exporting layers 0..{spec.layer} with optimum-onnx (opset {OPSET})")
     t0 = time.perf_counter()
@@ -165,7 +170,7 @@ def write_scorer(model_dir: Path, staging: Path, atol: float = DEFAULT_SCORER_AT
         AutoTokenizer.from_pretrained(model_dir).save_pretrained(staging)
     progress("scorer: parity, onnxruntime vs torch on the probe prompts")
     onnx_compressor = OnnxPromptCompressor(tokenizer, OnnxScorer(path), spec)
-    parity = scorer_parity(torch_compressor, onnx_compressor, texts)
+    parity = scorer_parity(torch_compressor, onnx_compressor, probe)
     problems = scorer_problems(parity["summary"], atol, min_kept_agreement)
     if problems:
         raise CheckFailed(f"{model_dir}: the ONNX scorer disagrees with torch: {'; '.join(problems)}")
