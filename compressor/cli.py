@@ -435,18 +435,26 @@ def export():
               help="Largest logits difference (fp32 ONNX vs torch) that passes.")
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Smallest mean greedy prefix agreement (fp32 ONNX vs torch) that passes.")
+@click.option("--scorer/--no-scorer", default=None,
+              help="Also export the EHPC prompt scorer as scorer.onnx (default: when model/prompt_compressor.json "
+                   "exists; --scorer requires it).")
+@click.option("--scorer-only", is_flag=True, help="Write only scorer.onnx (+ its spec and tokenizer), no model.onnx.")
 @click.option("--force", is_flag=True, help="Overwrite an existing ONNX folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def export_onnx_command(output_dir, out_dir, int8, int8_method, atol, min_agreement, force, as_json):
+def export_onnx_command(output_dir, out_dir, int8, int8_method, atol, min_agreement, scorer, scorer_only, force,
+                        as_json):
     """Export OUTPUT_DIR/model to ONNX with KV cache (optimum-onnx), checked against torch fp32.
 
     Writes OUTPUT_DIR/onnx/ (model.onnx, config, tokenizer, compressor.json) only when the fp32 export
-    agrees with torch: logits within --atol and greedy tokens matching on the fixed prompts.
+    agrees with torch: logits within --atol and greedy tokens matching on the fixed prompts. An output with
+    an EHPC pre-compressor (model/prompt_compressor.json) also gets scorer.onnx (layers 0..L*, input_ids ->
+    token scores), written only when its scores and kept words match the torch scorer.
 
     \b
     Example:
       compressor export onnx out/fp16
       compressor export onnx out/drop-layers --int8 --force --json
+      compressor export onnx out/ehpc --scorer-only      # then: compressor prompt compress out/ehpc --runtime onnxruntime
     """
     from compressor.export.onnx_export import export_onnx
 
@@ -454,7 +462,8 @@ def export_onnx_command(output_dir, out_dir, int8, int8_method, atol, min_agreem
     if not int8 and source == click.core.ParameterSource.COMMANDLINE:
         raise UserError("--int8-method applies with --int8 only")
     result = export_onnx(output_dir, out=out_dir, int8=int8, int8_method=int8_method, force=force, atol=atol,
-                         min_agreement=min_agreement, progress=_progress_printer(not as_json))
+                         min_agreement=min_agreement, scorer=scorer, scorer_only=scorer_only,
+                         progress=_progress_printer(not as_json))
 
     def render(res):
         from rich.table import Table
@@ -469,10 +478,15 @@ def export_onnx_command(output_dir, out_dir, int8, int8_method, atol, min_agreem
                           f"{art['agreement']:.2f}", f"{art['prefix_agreement']:.2f}",
                           f"{art['decode_tokens_per_s']:.1f}" if art["decode_tokens_per_s"] else "-")
         console = _console()
-        console.print(table)
-        console.print(f"[green]PASS[/green]: fp32 logits within {res['parity']['atol']:g}, greedy prefix agreement "
-                      f">= {res['parity']['min_agreement']:.2f} (int8 reported, not gated); "
-                      f"export {res['seconds']['export']:.1f} s, total {res['seconds']['total']:.1f} s")
+        if res["artifacts"]:
+            console.print(table)
+            console.print(f"[green]PASS[/green]: fp32 logits within {res['parity']['atol']:g}, greedy prefix "
+                          f"agreement >= {res['parity']['min_agreement']:.2f} (int8 reported, not gated); "
+                          f"export {res['seconds']['export']:.1f} s, total {res['seconds']['total']:.1f} s")
+        if res["scorer"]:
+            from compressor.export.scorer_onnx import scorer_summary_line
+
+            console.print(scorer_summary_line(res["scorer"]))
 
     _emit(result, as_json, render)
 

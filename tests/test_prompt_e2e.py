@@ -76,3 +76,26 @@ def test_vllm_serves_the_folder_and_answers_from_the_compressed_prompt(smol_ehpc
     result = run_vllm({"model": str(smol_ehpc / "model"), "dtype": "float32", "enforce_eager": True,
                        "max_model_len": 2048, "generate": {"prompts": [prompt], "max_tokens": 10}})
     assert item["answer"] in result["generate"][0]["text"]
+
+
+def test_scorer_onnx_export_compresses_like_torch(smol_ehpc, passkey_item, tmp_path):
+    """scorer.onnx (layers 0..L*) in onnxruntime keeps the same words as the torch scorer on SmolLM2."""
+    import torch
+
+    from compressor.export.onnx_export import export_onnx
+    from compressor.prompt import PromptCompressor
+    from compressor.prompt.onnx_runtime import OnnxPromptCompressor
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        record = export_onnx(smol_ehpc, out=tmp_path / "onnx", scorer_only=True)
+        summary = record["scorer"]["parity"]["summary"]
+        assert summary["scores_max_abs_diff"] < 1e-4 and summary["kept_text_identical"]
+        item = passkey_item
+        want = PromptCompressor.from_pretrained(smol_ehpc).compress(item["context"], rate=0.25, question=item["question"])
+        got = OnnxPromptCompressor.from_pretrained(tmp_path / "onnx", threads=1).compress(
+            item["context"], rate=0.25, question=item["question"])
+        assert got.text == want.text and item["answer"] in got.context
+    finally:
+        torch.set_num_threads(threads)

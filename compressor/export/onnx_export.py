@@ -6,6 +6,10 @@ model (`onnx_parity`): logits within `atol` and greedy agreement at least `min_a
 written. `--int8` adds an onnxruntime int8 copy (`onnx_int8`) whose parity and speed are reported, not gated:
 int8 is lossy by design. Everything goes to DIR/onnx/ (or `out`) atomically, with compressor.json
 (source hash, parity, sizes, timings, versions).
+
+When the model folder carries an EHPC pre-compressor (prompt_compressor.json), its scorer (layers 0..L*) is
+exported too, as scorer.onnx with its own parity gate (`scorer_onnx`); `scorer=False` skips it, `scorer=True`
+requires it, `scorer_only` writes just the scorer (no model.onnx).
 """
 
 from __future__ import annotations
@@ -72,7 +76,7 @@ def export_model(model, tokenizer, folder: Path, task: str = TASK, onnx_config=N
     tokenizer.save_pretrained(folder)
 
 
-def _files(folder: Path, name: str) -> list[Path]:
+def onnx_files(folder: Path, name: str) -> list[Path]:
     """The .onnx file and its external data, if any."""
     return sorted(p for p in folder.iterdir() if p.name == name or p.name.startswith(name + "_data")
                   or p.name.startswith(name + ".data"))
@@ -81,7 +85,7 @@ def _files(folder: Path, name: str) -> list[Path]:
 def _artifact(folder: Path, name: str, label: str, reference: dict, tokenizer, max_tokens: int) -> dict:
     from compressor.export.onnx_parity import onnx_parity
 
-    files = _files(folder, name)
+    files = onnx_files(folder, name)
     parity = onnx_parity(folder / name, reference, tokenizer, max_tokens)
     return {"name": label, "file": name, "files": [p.name for p in files],
             "size_mb": round(sum(p.stat().st_size for p in files) / 2**20, 2), "load_s": parity["load_s"],
@@ -100,9 +104,27 @@ def _check_target(folder: Path, target: Path) -> None:
         raise UserError(f"{target}: would replace the model folder {folder} (choose another --out)")
 
 
-def _preflight(output_dir: Path, out: Path | None, force: bool, int8_method: str, atol: float,
-               min_agreement: float, max_tokens: int):
-    """Every check that needs no model loaded: (model folder, target folder, config); UserError otherwise."""
+def _scorer_spec(folder: Path, config, scorer: bool | None, scorer_only: bool):
+    """The pre-compressor spec to export the scorer of, or None; UserError when asked for and absent or stale."""
+    from compressor.prompt.spec import SPEC_FILE, check_matches, read_spec
+
+    if scorer is False:
+        if scorer_only:
+            raise UserError("--scorer-only and --no-scorer contradict each other")
+        return None
+    if not (folder / SPEC_FILE).is_file():
+        if scorer or scorer_only:
+            raise UserError(f"{folder}: no {SPEC_FILE}, so no EHPC scorer to export (run `compressor prompt "
+                            f"discover` or a recipe with the evaluator_heads stage first, or drop --scorer)")
+        return None
+    spec = read_spec(folder)
+    check_matches(spec, config, folder)
+    return spec
+
+
+def _preflight(output_dir: Path, out: Path | None, force: bool, int8: bool, int8_method: str, atol: float,
+               min_agreement: float, max_tokens: int, scorer: bool | None = None, scorer_only: bool = False):
+    """Every check that needs no model loaded: (model folder, target folder, config, scorer spec or None)."""
     from transformers import AutoConfig
 
     from compressor.evaluate.evaluate_dir import model_folder
@@ -122,8 +144,11 @@ def _preflight(output_dir: Path, out: Path | None, force: bool, int8_method: str
     except Exception as error:
         raise UserError(f"{folder}/config.json: cannot be read ({type(error).__name__}: {error})") from None
     adapter_for(config)
+    spec = _scorer_spec(folder, config, scorer, scorer_only)
+    if scorer_only and int8:
+        raise UserError("--int8 quantizes model.onnx, which --scorer-only does not write")
     require_onnx_packages()
-    return folder, target, config
+    return folder, target, config, spec
 
 
 def _disagreements(fp32: dict, atol: float, min_agreement: float) -> list[str]:
@@ -137,8 +162,12 @@ def _disagreements(fp32: dict, atol: float, min_agreement: float) -> list[str]:
 
 def export_onnx(output_dir: Path, out: Path | None = None, int8: bool = False, int8_method: str = "matmul-nbits",
                 force: bool = False, atol: float = DEFAULT_ATOL, min_agreement: float = DEFAULT_MIN_AGREEMENT,
-                max_tokens: int = 32, prompts=None, progress=_quiet) -> dict:
-    """Export OUTPUT_DIR/model to ONNX (see the module doc); returns what compressor.json records."""
+                max_tokens: int = 32, prompts=None, scorer: bool | None = None, scorer_only: bool = False,
+                progress=_quiet) -> dict:
+    """Export OUTPUT_DIR/model to ONNX (see the module doc); returns what compressor.json records.
+
+    scorer: None exports the EHPC scorer when model/prompt_compressor.json exists, True requires it, False skips it.
+    """
     import torch
 
     from compressor.export.onnx_int8 import quantize_int8
@@ -146,29 +175,33 @@ def export_onnx(output_dir: Path, out: Path | None = None, int8: bool = False, i
     from compressor.models.sources import content_hash, load_model
 
     started = time.perf_counter()
-    folder, target, config = _preflight(output_dir, out, force, int8_method, atol, min_agreement, max_tokens)
+    folder, target, config, spec = _preflight(output_dir, out, force, int8, int8_method, atol, min_agreement,
+                                              max_tokens, scorer, scorer_only)
     prompts = list(prompts or PROMPTS)
     progress(f"hashing {folder}")
     source_sha256 = content_hash(folder)
-    progress(f"loading {folder} in fp32 on CPU")
-    model, tokenizer = load_model(folder, torch.device("cpu"), torch.float32)
-    progress(f"torch reference: greedy {max_tokens} tokens on {len(prompts)} prompts")
-    t0 = time.perf_counter()
-    reference = torch_reference(model, tokenizer, prompts, max_tokens)
-    seconds = {"reference": round(time.perf_counter() - t0, 2)}
-    with atomic_dir(target, force) as staging:
-        progress(f"exporting with optimum-onnx ({TASK}, fp32)")
+    seconds, artifacts, reference = {}, [], None
+    if not scorer_only:
+        progress(f"loading {folder} in fp32 on CPU")
+        model, tokenizer = load_model(folder, torch.device("cpu"), torch.float32)
+        progress(f"torch reference: greedy {max_tokens} tokens on {len(prompts)} prompts")
         t0 = time.perf_counter()
-        export_model(model, tokenizer, staging)
-        seconds["export"] = round(time.perf_counter() - t0, 2)
-        del model
-        gc.collect()
-        progress("parity: onnxruntime vs torch fp32")
-        artifacts = [_artifact(staging, ONNX_FILE, "fp32", reference, tokenizer, max_tokens)]
-        problems = _disagreements(artifacts[0], atol, min_agreement)
-        if problems:
-            raise CheckFailed(f"{folder}: the fp32 ONNX export disagrees with torch: {'; '.join(problems)} "
-                              f"(nothing written to {target})")
+        reference = torch_reference(model, tokenizer, prompts, max_tokens)
+        seconds["reference"] = round(time.perf_counter() - t0, 2)
+    with atomic_dir(target, force) as staging:
+        if not scorer_only:
+            progress(f"exporting with optimum-onnx ({TASK}, fp32)")
+            t0 = time.perf_counter()
+            export_model(model, tokenizer, staging)
+            seconds["export"] = round(time.perf_counter() - t0, 2)
+            del model
+            gc.collect()
+            progress("parity: onnxruntime vs torch fp32")
+            artifacts.append(_artifact(staging, ONNX_FILE, "fp32", reference, tokenizer, max_tokens))
+            problems = _disagreements(artifacts[0], atol, min_agreement)
+            if problems:
+                raise CheckFailed(f"{folder}: the fp32 ONNX export disagrees with torch: {'; '.join(problems)} "
+                                  f"(nothing written to {target})")
         if int8:
             progress(f"int8: onnxruntime {int8_method} quantization")
             t0 = time.perf_counter()
@@ -177,19 +210,31 @@ def export_onnx(output_dir: Path, out: Path | None = None, int8: bool = False, i
             progress("parity: int8 vs torch fp32")
             artifacts.append({**_artifact(staging, INT8_FILE, "int8", reference, tokenizer, max_tokens),
                               "quantization": quantization})
+        scorer_record = None
+        if spec is not None:
+            from compressor.export.scorer_onnx import write_scorer
+
+            try:
+                scorer_record = write_scorer(folder, staging, progress=progress)
+            except CheckFailed as error:
+                raise CheckFailed(f"{error} (nothing written to {target})") from None
+            seconds["scorer"] = scorer_record["seconds"]["total"]
         seconds["total"] = round(time.perf_counter() - started, 2)
+        gated = ([] if scorer_only else ["fp32"]) + (["scorer"] if scorer_record else [])
         record = {
             "output": str(output_dir),
             "model": str(folder),
             "source_sha256": source_sha256,
             "onnx_dir": str(target),
-            "task": TASK,
+            "task": "ehpc-scorer" if scorer_only else TASK,
             "family": config.model_type,
             "dtype": "float32",
             "parity": {"atol": atol, "min_agreement": min_agreement, "max_tokens": max_tokens,
-                       "prompts": prompts, "reference": "torch fp32 on CPU (transformers)", "gated": ["fp32"]},
+                       "prompts": [] if scorer_only else prompts, "reference": "torch fp32 on CPU (transformers)",
+                       "gated": gated},
             "passed": True,
             "artifacts": artifacts,
+            "scorer": scorer_record,
             "versions": _versions(),
             "seconds": seconds,
         }

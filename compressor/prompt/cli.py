@@ -76,22 +76,28 @@ def discover(folder, out, force, heads, n_o, kernel, rate, probe_tokens, seed, d
 @click.option("--force-keep", multiple=True, help="Text that must survive (every occurrence); repeatable.")
 @click.option("--method", type=click.Choice(["ehpc", "llmlingua", "random", "ends"]), default="ehpc",
               show_default=True, help="EHPC, or a comparison baseline behind the same interface.")
+@click.option("--runtime", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True,
+              help="EHPC scores from layers 0..L* in torch, or from FOLDER/onnx/scorer.onnx in onnxruntime "
+                   "(written by `compressor export onnx`); the selection is the same.")
 @click.option("--html", "html_file", type=click.Path(path_type=Path), default=None,
               help="Write a page highlighting the kept words.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (text and token counts) as JSON.")
-def compress(folder, input_file, rate, target_tokens, question, force_keep, method, html_file, as_json):
+def compress(folder, input_file, rate, target_tokens, question, force_keep, method, runtime, html_file, as_json):
     """Compress a prompt (INPUT_FILE, default stdin) with FOLDER's evaluator heads; print the result.
 
     \b
     Example:
       compressor prompt compress out/fp16 long.txt --rate 0.25 --question "What is the pass key?"
       cat long.txt | compressor prompt compress out/fp16 --target-tokens 512 --json
+      compressor prompt compress out/fp16 long.txt --runtime onnxruntime   # after `compressor export onnx out/fp16`
     """
     from compressor.prompt.commands import check_compress_args, load_compressor
 
+    if runtime != "torch" and method != "ehpc":
+        raise UserError(f"--runtime {runtime} applies to --method ehpc only")
     text = input_file.read()
     check_compress_args(text, rate, target_tokens)
-    compressor = load_compressor(folder, method)
+    compressor = load_compressor(folder, method, runtime)
     result = compressor.compress(text, rate=rate, target_tokens=target_tokens, question=question,
                                  force=list(force_keep))
     if html_file:
@@ -101,11 +107,12 @@ def compress(folder, input_file, rate, target_tokens, question, force_keep, meth
         with atomic_file(Path(html_file), force=True) as tmp:
             tmp.write_text(compression_html(result), encoding="utf-8")
     if as_json:
-        summary = result.summary()
+        summary = {**result.summary(), "runtime": runtime}
         if html_file:
             summary["html"] = str(html_file)
         click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
         sys.stdout.write(result.text + "\n")
-        _echo_err(f"{result.method}: {result.tokens_in} -> {result.tokens_out} tokens "
+        where = "" if runtime == "torch" else f" ({runtime})"
+        _echo_err(f"{result.method}{where}: {result.tokens_in} -> {result.tokens_out} tokens "
                   f"(budget {result.budget}) in {result.seconds:.2f} s")

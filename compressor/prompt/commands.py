@@ -79,8 +79,17 @@ def discover_folder(folder: Path, params, out: Path | None = None, force: bool =
             "seconds": round(time.perf_counter() - started, 2)}
 
 
-def load_compressor(folder: Path, method: str = "ehpc"):
-    """A compressor of `method` for FOLDER (EHPC needs its prompt_compressor.json; baselines its tokenizer)."""
+def load_compressor(folder: Path, method: str = "ehpc", runtime: str = "torch"):
+    """A compressor of `method` for FOLDER (EHPC needs its prompt_compressor.json; baselines its tokenizer).
+
+    runtime "onnxruntime": EHPC's scores from FOLDER/onnx/scorer.onnx (`compressor export onnx`) instead of torch.
+    """
+    if runtime == "onnxruntime" and method == "ehpc":
+        from compressor.prompt.onnx_runtime import OnnxPromptCompressor
+
+        return OnnxPromptCompressor.from_pretrained(folder)
+    if runtime != "torch":
+        raise UserError(f"runtime {runtime!r}: only torch, or onnxruntime with method ehpc")
     if method == "ehpc":
         from compressor.prompt.compressor import PromptCompressor
 
