@@ -1,5 +1,5 @@
 """Structurally edited models load and generate in vLLM (CPU build in .venv-vllm): a tiny EXAONE-4 with
-every width edit at once, and the minitron recipe on SmolLM2 (its heal shortened: the vLLM check is about
+every width edit at once, and the minitron recipe on SmolLM2 (its heal and calibration shortened: the vLLM check is about
 the shapes, which healing does not change). The other SmolLM2 recipes run in tests/test_check.py."""
 
 import json
@@ -55,5 +55,7 @@ def test_smollm2_minitron_recipe_runs_in_vllm(tmp_path):
     for stage in recipe["stages"]:
         if stage["stage"] == "heal":
             stage.update(steps=2, batch=1, seq_len=64)
+        if "calibration" in stage:
+            stage["calibration"].update(samples=4, seq_len=64)
     _, config = apply_and_check(recipe, tmp_path)
     assert config["model_type"] == "llama"
