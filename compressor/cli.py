@@ -6,23 +6,8 @@ from pathlib import Path
 
 import click
 
+from compressor.cli_output import _console, _emit, _progress_printer
 from compressor.errors import UserError
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-def _progress_printer(enabled: bool):
-    console = _console()
-
-    def show(message: str) -> None:
-        if enabled:
-            console.print(f"[dim]•[/dim] {message}")
-
-    return show
 
 
 def mlflow_options(fn):
@@ -39,13 +24,6 @@ def _log_mlflow(report: dict, folder: Path, uri: str | None, progress) -> None:
     logged = log_report(report, folder, uri)
     report["mlflow"] = logged
     progress(f"MLflow run {logged['run_id']} in {logged['uri']} (experiment {logged['experiment']})")
-
-
-def _emit(result: dict, as_json: bool, render) -> None:
-    if as_json:
-        click.echo(json.dumps(result, indent=2, default=str))
-    else:
-        render(result)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -307,190 +285,6 @@ def report_command(output_dirs, as_json):
     _emit({"rows": rows}, as_json, lambda r: _console().print(comparison_table(r["rows"])))
 
 
-@cli.command()
-@click.argument("output_dir", type=click.Path(path_type=Path))
-@click.option("--runtime", type=click.Choice(["transformers", "vllm", "onnxruntime"]), required=True,
-              help="transformers: stock from_pretrained in a fresh process; vllm: the CPU build in .venv-vllm; "
-                   "onnxruntime: the ONNX export (DIR/onnx/model.onnx) in plain onnxruntime.")
-@click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.5, show_default=True,
-              help="Pass when the mean share of greedy tokens before the first divergence reaches this.")
-@click.option("--max-tokens", type=click.IntRange(1), default=32, show_default=True, help="Greedy tokens per prompt.")
-@click.option("--eager", is_flag=True, help="vLLM without torch.compile: about half the engine start; "
-                                           "the default (compiled) is how vLLM serves.")
-@click.option("--onnx", "onnx_path", type=click.Path(path_type=Path), default=None,
-              help="onnxruntime: the .onnx file or folder to check (default: DIR/onnx/model.onnx).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def check(output_dir, runtime, min_agreement, max_tokens, eager, onnx_path, as_json):
-    """Deployment gate: load OUTPUT_DIR/model in RUNTIME and compare its greedy output with this tool's own.
-
-    Fails (exit 2) when the runtime cannot load the folder, tokenizes the prompts differently,
-    or its greedy tokens diverge from the tool's own (fp32) reference too early.
-
-    \b
-    Example:
-      compressor check out/fp16 --runtime transformers
-      compressor check out/drop-layers --runtime vllm --min-agreement 0.5 --json
-      compressor check out/fp16 --runtime onnxruntime --onnx out/fp16/onnx/model_int8.onnx
-    """
-    from compressor.export.check import check_output, require_pass
-
-    if onnx_path and runtime != "onnxruntime":
-        raise UserError("--onnx applies to --runtime onnxruntime only")
-    result = check_output(output_dir, runtime, max_tokens=max_tokens, min_agreement=min_agreement,
-                          progress=_progress_printer(not as_json), eager=eager, onnx=onnx_path)
-
-    def render(res):
-        from rich.table import Table
-
-        info = res["runtime_info"]
-        versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
-        table = Table(title=f"{res.get('artifact', res['model'])} in {res['runtime']} ({info['dtype']}; {versions}) "
-                            f"vs {res['reference']['dtype']} reference")
-        diff_key = next((k for k in ("logits_max_abs_diff", "logprobs_max_abs_diff") if k in res["summary"]), None)
-        for column in ("prompt", "agreement", "prefix match", diff_key.split("_max")[0] + " diff" if diff_key else "diff"):
-            table.add_column(column, justify="left" if column == "prompt" else "right")
-        for row in res["prompts"]:
-            diff = row.get(diff_key) if diff_key else None
-            table.add_row(row["prompt"] + ("" if row["prompt_ids_match"] else " [red](ids differ)[/red]"),
-                          f"{row['agreement']:.2f}", f"{row['prefix_match']}/{res['max_tokens']}",
-                          "-" if diff is None else f"{diff:.4g}")
-        console = _console()
-        console.print(table)
-        verdict = "[green]PASS[/green]" if res["passed"] else "[red]FAIL[/red]"
-        console.print(f"{verdict}: mean prefix agreement {res['summary']['prefix_agreement']:.2f} "
-                      f"(min {res['min_agreement']:.2f}), agreement {res['summary']['agreement']:.2f}, "
-                      f"{res['seconds']['total']:.1f} s")
-
-    _emit(result, as_json, render)
-    require_pass(result)
-
-
-@cli.command()
-@click.argument("model")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path),
-              help="Folder for importance.json and importance.png (default: MODEL if it is an output folder, "
-                   "else out/importance-<model>).")
-@click.option("--samples", type=click.IntRange(1), default=32, show_default=True, help="Calibration windows.")
-@click.option("--seq-len", type=click.IntRange(2), default=256, show_default=True, help="Tokens per window.")
-@click.option("--split", default="calibration", show_default=True, help="Corpus split (eval/data/corpus).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
-@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON on stdout.")
-def importance(model, out_dir, samples, seq_len, split, seed, device, as_json):
-    """Score MODEL's layers, heads, KV groups, MLP neurons and hidden channels on calibration text.
-
-    MODEL is an output folder, a model folder, or builtin:NAME. Prints a per-layer table and writes
-    importance.json and a heatmap importance.png (Minitron activation importance, arXiv 2407.14679).
-
-    \b
-    Example:
-      compressor importance builtin:smollm2-135m --samples 16
-      compressor importance out/prune-heads --json
-    """
-    import json as json_module
-
-    from compressor.atomic import atomic_file
-    from compressor.calibration import CalibrationSpec
-    from compressor.evaluate.corpus import corpus_path
-    from compressor.importance_report import compute, default_out, plot, resolve_model, rich_table, summary
-    from compressor.models.sources import pick_device
-
-    corpus_path(split)  # an unknown split fails here, before the model loads
-    folder, output = resolve_model(model)
-    out = default_out(model, output if out_dir is None else out_dir)
-    spec = CalibrationSpec(split=split, samples=samples, seq_len=seq_len, seed=seed)
-    scores, config = compute(folder, spec, pick_device(device), _progress_printer(not as_json))
-    result = {"model": str(folder), "calibration": spec.model_dump(), **summary(scores, config),
-              "scores": scores.to_json()}
-    with atomic_file(out / "importance.json", force=True) as staging:
-        staging.write_text(json_module.dumps(result, indent=1) + "\n")
-    result["png"] = str(plot(scores, out / "importance.png", str(model)))
-    result["json"] = str(out / "importance.json")
-
-    def render(res):
-        console = _console()
-        console.print(rich_table(res["layers"], f"{model}: importance on {scores.windows} windows x {seq_len} tokens"))
-        ch = res["channels"]
-        console.print(f"hidden channels ({ch['hidden_size']}): weakest {ch['weakest']}, strongest {ch['strongest']}; "
-                      f"the top half holds {ch['top_half_share']:.1%} of the importance")
-        console.print(f"wrote {res['json']} and {res['png']}")
-
-    _emit(result, as_json, render)
-
-
-@cli.group()
-def export():
-    """Export an output to another format (ONNX)."""
-
-
-@export.command(name="onnx")
-@click.argument("output_dir", type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Folder to write (default: OUTPUT_DIR/onnx).")
-@click.option("--int8", is_flag=True, help="Also write model_int8.onnx (onnxruntime int8) with its parity and speed.")
-@click.option("--int8-method", type=click.Choice(["matmul-nbits", "dynamic"]), default="matmul-nbits",
-              show_default=True, help="matmul-nbits: MatMulNBits 8-bit, weights and activations in blocks of 32; "
-                                      "dynamic: quantize_dynamic (one scale per activation tensor: far less accurate).")
-@click.option("--atol", type=click.FloatRange(0, min_open=True), default=1e-2, show_default=True,
-              help="Largest logits difference (fp32 ONNX vs torch) that passes.")
-@click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.5, show_default=True,
-              help="Smallest mean greedy prefix agreement (fp32 ONNX vs torch) that passes.")
-@click.option("--scorer/--no-scorer", default=None,
-              help="Also export the EHPC prompt scorer as scorer.onnx (default: when model/prompt_compressor.json "
-                   "exists; --scorer requires it).")
-@click.option("--scorer-only", is_flag=True, help="Write only scorer.onnx (+ its spec and tokenizer), no model.onnx.")
-@click.option("--force", is_flag=True, help="Overwrite an existing ONNX folder.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def export_onnx_command(output_dir, out_dir, int8, int8_method, atol, min_agreement, scorer, scorer_only, force,
-                        as_json):
-    """Export OUTPUT_DIR/model to ONNX with KV cache (optimum-onnx), checked against torch fp32.
-
-    Writes OUTPUT_DIR/onnx/ (model.onnx, config, tokenizer, compressor.json) only when the fp32 export
-    agrees with torch: logits within --atol and greedy tokens matching on the fixed prompts. An output with
-    an EHPC pre-compressor (model/prompt_compressor.json) also gets scorer.onnx (layers 0..L*, input_ids ->
-    token scores), written only when its scores and kept words match the torch scorer.
-
-    \b
-    Example:
-      compressor export onnx out/fp16
-      compressor export onnx out/drop-layers --int8 --force --json
-      compressor export onnx out/ehpc --scorer-only      # then: compressor prompt compress out/ehpc --runtime onnxruntime
-    """
-    from compressor.export.onnx_export import export_onnx
-
-    source = click.get_current_context().get_parameter_source("int8_method")
-    if not int8 and source == click.core.ParameterSource.COMMANDLINE:
-        raise UserError("--int8-method applies with --int8 only")
-    result = export_onnx(output_dir, out=out_dir, int8=int8, int8_method=int8_method, force=force, atol=atol,
-                         min_agreement=min_agreement, scorer=scorer, scorer_only=scorer_only,
-                         progress=_progress_printer(not as_json))
-
-    def render(res):
-        from rich.table import Table
-
-        table = Table(title=f"{res['onnx_dir']} vs torch fp32 ({len(res['parity']['prompts'])} prompts, "
-                            f"{res['parity']['max_tokens']} greedy tokens)")
-        for column in ("artifact", "MB", "logits max diff", "agreement", "prefix agreement", "decode tok/s"):
-            table.add_column(column, justify="left" if column == "artifact" else "right")
-        for art in res["artifacts"]:
-            method = f" ({art['quantization']['method']})" if art.get("quantization") else ""
-            table.add_row(f"{art['file']}{method}", f"{art['size_mb']:.1f}", f"{art['logits_max_abs_diff']:.3g}",
-                          f"{art['agreement']:.2f}", f"{art['prefix_agreement']:.2f}",
-                          f"{art['decode_tokens_per_s']:.1f}" if art["decode_tokens_per_s"] else "-")
-        console = _console()
-        if res["artifacts"]:
-            console.print(table)
-            console.print(f"[green]PASS[/green]: fp32 logits within {res['parity']['atol']:g}, greedy prefix "
-                          f"agreement >= {res['parity']['min_agreement']:.2f} (int8 reported, not gated); "
-                          f"export {res['seconds']['export']:.1f} s, total {res['seconds']['total']:.1f} s")
-        if res["scorer"]:
-            from compressor.export.scorer_onnx import scorer_summary_line
-
-            console.print(scorer_summary_line(res["scorer"]))
-
-    _emit(result, as_json, render)
-
-
 @cli.group()
 def recipes():
     """List, validate and describe recipes."""
@@ -529,8 +323,14 @@ def schema():
     click.echo(json.dumps(recipe_model().model_json_schema(by_alias=True), indent=2))
 
 
+from compressor.cli_check import check  # noqa: E402
+from compressor.cli_export import export  # noqa: E402
+from compressor.cli_importance import importance  # noqa: E402
 from compressor.prompt.cli import prompt_group  # noqa: E402
 
+cli.add_command(check)
+cli.add_command(importance)
+cli.add_command(export)
 cli.add_command(prompt_group)
 
 
