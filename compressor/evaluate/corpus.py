@@ -35,3 +35,14 @@ def load_corpus(split: str, limit: int | None = None) -> list[str]:
             if limit is not None and len(docs) >= limit:
                 break
     return docs
+
+
+def leading_token_ids(tokenizer, split: str, tokens: int) -> list[int]:
+    """The first `tokens` ids of the split's documents joined by blank lines (no special tokens); fewer when
+    the split is shorter (the caller says what it needed)."""
+    ids: list[int] = []
+    for doc in load_corpus(split):
+        ids += tokenizer(doc + "\n\n", add_special_tokens=False)["input_ids"]
+        if len(ids) >= tokens:
+            break
+    return ids[:tokens]

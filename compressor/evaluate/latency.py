@@ -32,14 +32,12 @@ class _Clock(LogitsProcessor):
 
 def fixed_prompt(tokenizer, prompt_tokens: int) -> list[int]:
     """Exactly `prompt_tokens` ids from the start of the corpus eval split (no special tokens)."""
-    from compressor.evaluate.corpus import load_corpus
+    from compressor.evaluate.corpus import leading_token_ids
 
-    ids: list[int] = []
-    for doc in load_corpus("eval"):
-        ids += tokenizer(doc + "\n\n", add_special_tokens=False)["input_ids"]
-        if len(ids) >= prompt_tokens:
-            return ids[:prompt_tokens]
-    raise UserError(f"the corpus eval split has fewer than {prompt_tokens} tokens")
+    ids = leading_token_ids(tokenizer, "eval", prompt_tokens)
+    if len(ids) < prompt_tokens:
+        raise UserError(f"the corpus eval split has fewer than {prompt_tokens} tokens")
+    return ids
 
 
 def time_per_token(model, tokenizer, prompt_tokens: int = 128, new_tokens: int = 32, runs: int = 5,

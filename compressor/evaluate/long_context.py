@@ -30,14 +30,12 @@ from compressor.evaluate.kv_spec import KVPressSpec, LongContextSpec
 
 
 def long_document_ids(tokenizer, tokens: int) -> list[int]:
-    from compressor.evaluate.corpus import load_corpus
+    from compressor.evaluate.corpus import leading_token_ids
 
-    ids: list[int] = []
-    for doc in load_corpus("long"):
-        ids += tokenizer(doc + "\n\n", add_special_tokens=False)["input_ids"]
-        if len(ids) >= tokens:
-            return ids[:tokens]
-    raise UserError(f"long_context.tokens: the corpus long split has only {len(ids)} tokens, asked for {tokens}")
+    ids = leading_token_ids(tokenizer, "long", tokens)
+    if len(ids) < tokens:
+        raise UserError(f"long_context.tokens: the corpus long split has only {len(ids)} tokens, asked for {tokens}")
+    return ids
 
 
 def _rss_bytes() -> int | None:
