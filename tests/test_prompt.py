@@ -299,6 +299,18 @@ def test_cli_discover_and_compress(monkeypatch, capsys, tiny_llama_dir, tmp_path
     assert "ehpc:" in err and "-> " in err and len(stdout.encode()) < len(prompt.read_bytes())
     assert "\ufffd" not in stdout
 
+    code, stdout, err = run_cli(monkeypatch, capsys, "prompt", "compress", str(out), str(prompt), "--rate", "0.3",
+                                "--dtype", "bfloat16", "--json")
+    assert code == 0, err
+    half = json.loads(stdout)
+    assert half["dtype"] == "bfloat16" and 0 < half["tokens_out"] <= half["budget"] and "\ufffd" not in half["text"]
+    from compressor.prompt.commands import load_compressor
+
+    assert load_compressor(out, "ehpc", dtype="bfloat16").scorer.embed_tokens.weight.dtype == torch.bfloat16
+    code, _, err = run_cli(monkeypatch, capsys, "prompt", "compress", str(out), str(prompt), "--runtime", "onnxruntime",
+                           "--dtype", "bfloat16")
+    assert code == 2 and "--dtype place the torch scorer" in err
+
     for args, message in [(["--rate", "0"], "error: rate must be in (0, 1], got 0.0"),
                           (["--rate", "1.5"], "error: rate must be in (0, 1], got 1.5")]:
         code, _, err = run_cli(monkeypatch, capsys, "prompt", "compress", str(out), str(prompt), *args)
@@ -328,6 +340,21 @@ def test_llmlingua_baseline_runs_offline_behind_the_same_interface(tiny_llama_di
     assert result.text.endswith("When does the library open?") and result.context
     with pytest.raises(UserError, match="empty prompt"):
         pc.compress("")
+
+
+def test_longllmlingua_ranks_paragraphs_by_the_question(tiny_llama_dir):
+    pytest.importorskip("llmlingua")
+    from compressor.prompt.llmlingua_baseline import LongLLMLinguaCompressor
+
+    pc = LongLLMLinguaCompressor.from_pretrained(tiny_llama_dir)
+    paragraphs = [f"Paragraph {i}. " + ENGLISH for i in range(6)]
+    assert pc.documents("\n\n".join(paragraphs) + "\n\n \n\n") == paragraphs
+    question = "When does the library open?"
+    result = pc.compress("\n\n".join(paragraphs), rate=0.3, question=question)
+    assert result.method == "longllmlingua" and result.tokens_out < result.tokens_in
+    assert result.text.endswith(question)
+    with pytest.raises(UserError, match="give a question"):
+        pc.compress("\n\n".join(paragraphs), rate=0.3)
 
 
 def test_artifacts_are_written_inside_the_output_only(tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from compressor.errors import UserError
+from compressor.prompt.commands import METHODS
 
 
 def _echo_err(message: str) -> None:
@@ -74,15 +75,19 @@ def discover(folder, out, force, heads, n_o, kernel, rate, probe_tokens, seed, d
 @click.option("--target-tokens", type=int, default=None, help="Tokens to keep instead of a rate.")
 @click.option("--question", default=None, help="Appended after the context, never dropped, and steers the scores.")
 @click.option("--force-keep", multiple=True, help="Text that must survive (every occurrence); repeatable.")
-@click.option("--method", type=click.Choice(["ehpc", "llmlingua", "random", "ends"]), default="ehpc",
+@click.option("--method", type=click.Choice(list(METHODS)), default="ehpc",
               show_default=True, help="EHPC, or a comparison baseline behind the same interface.")
 @click.option("--runtime", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True,
               help="EHPC scores from layers 0..L* in torch, or from FOLDER/onnx/scorer.onnx in onnxruntime "
                    "(written by `compressor export onnx`); the selection is the same.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, auto, cuda, cuda:N (torch runtime).")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
+              help="Dtype of the torch scoring model (bfloat16 is faster on CPUs with AVX512-BF16/AMX and on GPUs).")
 @click.option("--html", "html_file", type=click.Path(path_type=Path), default=None,
               help="Write a page highlighting the kept words.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (text and token counts) as JSON.")
-def compress(folder, input_file, rate, target_tokens, question, force_keep, method, runtime, html_file, as_json):
+def compress(folder, input_file, rate, target_tokens, question, force_keep, method, runtime, device, dtype,
+             html_file, as_json):
     """Compress a prompt (INPUT_FILE, default stdin) with FOLDER's evaluator heads; print the result.
 
     \b
@@ -95,9 +100,11 @@ def compress(folder, input_file, rate, target_tokens, question, force_keep, meth
 
     if runtime != "torch" and method != "ehpc":
         raise UserError(f"--runtime {runtime} applies to --method ehpc only")
+    if runtime != "torch" and (device != "cpu" or dtype != "float32"):
+        raise UserError(f"--device and --dtype place the torch scorer; --runtime {runtime} runs scorer.onnx as exported")
     text = input_file.read()
     check_compress_args(text, rate, target_tokens)
-    compressor = load_compressor(folder, method, runtime)
+    compressor = load_compressor(folder, method, runtime, device, dtype)
     result = compressor.compress(text, rate=rate, target_tokens=target_tokens, question=question,
                                  force=list(force_keep))
     if html_file:
@@ -108,6 +115,8 @@ def compress(folder, input_file, rate, target_tokens, question, force_keep, meth
             tmp.write_text(compression_html(result), encoding="utf-8")
     if as_json:
         summary = {**result.summary(), "runtime": runtime}
+        if runtime == "torch":
+            summary.update(device=device, dtype=dtype)
         if html_file:
             summary["html"] = str(html_file)
         click.echo(json.dumps(summary, indent=2, ensure_ascii=False))

@@ -8,7 +8,7 @@ from compressor.atomic import atomic_dir, atomic_file, refuse_existing
 from compressor.errors import UserError
 from compressor.prompt.spec import HEATMAP_FILE, SPEC_FILE
 
-METHODS = ("ehpc", "llmlingua", "random", "ends")
+METHODS = ("ehpc", "llmlingua", "longllmlingua", "random", "ends")
 
 
 def _model_dir(folder: Path) -> tuple[Path, bool]:
@@ -79,10 +79,12 @@ def discover_folder(folder: Path, params, out: Path | None = None, force: bool =
             "seconds": round(time.perf_counter() - started, 2)}
 
 
-def load_compressor(folder: Path, method: str = "ehpc", runtime: str = "torch"):
+def load_compressor(folder: Path, method: str = "ehpc", runtime: str = "torch", device: str = "cpu",
+                    dtype: str = "float32"):
     """A compressor of `method` for FOLDER (EHPC needs its prompt_compressor.json; baselines its tokenizer).
 
     runtime "onnxruntime": EHPC's scores from FOLDER/onnx/scorer.onnx (`compressor export onnx`) instead of torch.
+    device and dtype place the torch scoring model (EHPC's layers 0..L*, LLMLingua's whole model).
     """
     if runtime == "onnxruntime" and method == "ehpc":
         from compressor.prompt.onnx_runtime import OnnxPromptCompressor
@@ -90,10 +92,16 @@ def load_compressor(folder: Path, method: str = "ehpc", runtime: str = "torch"):
         return OnnxPromptCompressor.from_pretrained(folder)
     if runtime != "torch":
         raise UserError(f"runtime {runtime!r}: only torch, or onnxruntime with method ehpc")
+    import torch
+
+    from compressor.models.sources import pick_device
+
+    torch_dtype = getattr(torch, dtype)
+    device = str(pick_device(device))
     if method == "ehpc":
         from compressor.prompt.compressor import PromptCompressor
 
-        return PromptCompressor.from_pretrained(folder)
+        return PromptCompressor.from_pretrained(folder, device=device, dtype=torch_dtype)
     _model_dir(folder)
     if method == "random":
         from compressor.prompt.baselines import RandomKeep
@@ -106,7 +114,11 @@ def load_compressor(folder: Path, method: str = "ehpc", runtime: str = "torch"):
     if method == "llmlingua":
         from compressor.prompt.llmlingua_baseline import LLMLinguaCompressor
 
-        return LLMLinguaCompressor.from_pretrained(folder)
+        return LLMLinguaCompressor.from_pretrained(folder, device, torch_dtype)
+    if method == "longllmlingua":
+        from compressor.prompt.llmlingua_baseline import LongLLMLinguaCompressor
+
+        return LongLLMLinguaCompressor.from_pretrained(folder, device, torch_dtype)
     raise UserError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
 
 

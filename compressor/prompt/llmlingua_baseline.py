@@ -1,6 +1,7 @@
-"""LLMLingua (Jiang et al., EMNLP 2023, arXiv 2310.05736; PyPI `llmlingua` 0.2.2) behind the EHPC interface.
+"""LLMLingua (Jiang et al., EMNLP 2023, arXiv 2310.05736) and LongLLMLingua (Jiang et al., ACL 2024,
+arXiv 2310.06839), both from PyPI `llmlingua` 0.2.2, behind the EHPC interface.
 
-For comparison with EHPC (arXiv 2501.12959) only. The same model folder's causal LM is LLMLingua's
+For comparison with EHPC (arXiv 2501.12959) only; LongLLMLingua is the baseline the EHPC paper times. The same model folder's causal LM is LLMLingua's
 small scoring model. Two offline shims, both at the library's boundary:
 - its constructor calls `tiktoken.encoding_for_model("gpt-3.5-turbo")` (a download) only to count
   tokens: we hand it an encoder backed by the model's own tokenizer instead;
@@ -73,13 +74,14 @@ class LLMLinguaCompressor:
 
     method = "llmlingua"
     separator = "\n\n"
+    question_aware = False
 
     def __init__(self, lingua, tokenizer):
         self.lingua = lingua
         self.tokenizer = tokenizer
 
     @classmethod
-    def from_pretrained(cls, folder, device: str = "cpu") -> "LLMLinguaCompressor":
+    def from_pretrained(cls, folder, device: str = "cpu", dtype: torch.dtype = torch.float32) -> "LLMLinguaCompressor":
         try:
             from llmlingua import PromptCompressor as Lingua
         except ImportError:
@@ -93,7 +95,7 @@ class LLMLinguaCompressor:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         with _offline_tiktoken(HFEncoding(tokenizer)):
             lingua = Lingua(model_name=str(model_dir), device_map=device,
-                            model_config={"trust_remote_code": False})
+                            model_config={"trust_remote_code": False, "torch_dtype": dtype})
         lingua.model = LegacyCacheModel(lingua.model).eval()
         return cls(lingua, tokenizer)
 
@@ -107,14 +109,43 @@ class LLMLinguaCompressor:
         started = time.perf_counter()
         if not prompt or not prompt.strip():
             raise UserError("empty prompt: nothing to compress")
+        if self.question_aware and not (question and question.strip()):
+            raise UserError(f"{self.method} ranks the context by the question: give a question")
         source = prompt + (self.separator + question if question else "")
         n = self.count_tokens(source)
         k = budget(n, rate if rate is not None or target_tokens is not None else 0.5, target_tokens)
+        # the budget counts the appended question (as EHPC's does); LLMLingua's target is the context alone
+        context_budget = max(1, k - (n - self.count_tokens(prompt)))
         with torch.no_grad():
-            out = self.lingua.compress_prompt(
-                [prompt], question=question or "", target_token=k, force_tokens=list(force),
-                use_context_level_filter=False, concate_question=False)
+            out = self.lingua.compress_prompt(self.documents(prompt), question=question or "",
+                                              target_token=context_budget, force_tokens=list(force),
+                                              concate_question=False, **self.options())
         context = out["compressed_prompt"].strip()
         text = context + (self.separator + question if question else "")
         return Compression(self.method, text, context, question, n, self.count_tokens(text), k,
                            time.perf_counter() - started, source)
+
+    def documents(self, prompt: str) -> list[str]:
+        return [prompt]
+
+    def options(self) -> dict:
+        return {"use_context_level_filter": False}
+
+
+class LongLLMLinguaCompressor(LLMLinguaCompressor):
+    """LongLLMLingua: question-aware coarse (document) ranking, then contrastive token-level perplexity.
+
+    The prompt's blank-line-separated paragraphs are its documents; the settings are the ones the
+    LongLLMLingua README gives for question answering over long contexts.
+    """
+
+    method = "longllmlingua"
+    question_aware = True
+
+    def documents(self, prompt: str) -> list[str]:
+        return [d for d in prompt.split("\n\n") if d.strip()] or [prompt]
+
+    def options(self) -> dict:
+        return {"rank_method": "longllmlingua", "condition_in_question": "after_condition",
+                "condition_compare": True, "reorder_context": "sort", "dynamic_context_compression_ratio": 0.3,
+                "context_budget": "+100"}
