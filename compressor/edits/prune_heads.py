@@ -15,12 +15,12 @@ are shared by all heads, so they stay as they are; `head_dim` is written to the 
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field
 
 from compressor.calibration import CalibrationSpec, calibration_windows
 from compressor.edits.importance import collect_importance
 from compressor.edits.slicing import head_channels, slice_linear
-from compressor.edits.target_size import resolve_size, uniform_only
+from compressor.edits.target_size import count_or_fraction, resolve_size
 from compressor.stages import StageParams, register
 
 
@@ -35,16 +35,7 @@ class PruneHeadsParams(StageParams):
     by: Literal["importance", "index"] = Field("importance", description="index = keep the first heads (naive)")
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
 
-    @field_validator("keep", mode="before")
-    @classmethod
-    def _uniform(cls, value):
-        return uniform_only(value)
-
-    @model_validator(mode="after")
-    def _one_size(self):
-        if (self.keep is None) == (self.keep_fraction is None):
-            raise ValueError("give exactly one of `keep` or `keep_fraction`")
-        return self
+    _uniform, _one_size = count_or_fraction("keep", "keep_fraction")
 
     def step(self, config) -> int:
         """Granularity of valid head counts: one head per KV group, or one whole group."""

@@ -8,12 +8,12 @@ rows of the kept neurons, down_proj the matching columns.
 from typing import Literal
 
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field
 
 from compressor.calibration import CalibrationSpec, calibration_windows
 from compressor.edits.importance import collect_importance
 from compressor.edits.slicing import slice_linear
-from compressor.edits.target_size import resolve_size, uniform_only
+from compressor.edits.target_size import count_or_fraction, resolve_size
 from compressor.stages import StageParams, register
 
 
@@ -24,16 +24,7 @@ class PruneMlpParams(StageParams):
     round_to: int = Field(64, gt=0, description="a fraction is rounded to a multiple of this (GPU-friendly sizes)")
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
 
-    @field_validator("intermediate_size", mode="before")
-    @classmethod
-    def _uniform(cls, value):
-        return uniform_only(value)
-
-    @model_validator(mode="after")
-    def _one_size(self):
-        if (self.intermediate_size is None) == (self.intermediate_fraction is None):
-            raise ValueError("give exactly one of `intermediate_size` or `intermediate_fraction`")
-        return self
+    _uniform, _one_size = count_or_fraction("intermediate_size", "intermediate_fraction")
 
     def target(self, config) -> int:
         return resolve_size(self.intermediate_size, self.intermediate_fraction, config.intermediate_size, 1,

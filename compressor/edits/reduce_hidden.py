@@ -22,12 +22,12 @@ import math
 from typing import Literal
 
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field
 
 from compressor.calibration import CalibrationSpec, calibration_windows
 from compressor.edits.importance import collect_importance
 from compressor.edits.slicing import slice_embedding, slice_linear, slice_norm
-from compressor.edits.target_size import resolve_size, uniform_only
+from compressor.edits.target_size import count_or_fraction, resolve_size
 from compressor.stages import StageParams, register
 
 
@@ -40,16 +40,7 @@ class ReduceHiddenParams(StageParams):
     rescale_norms: bool = Field(True, description="keep each RMSNorm's output scale (see module doc)")
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
 
-    @field_validator("hidden_size", mode="before")
-    @classmethod
-    def _uniform(cls, value):
-        return uniform_only(value)
-
-    @model_validator(mode="after")
-    def _one_size(self):
-        if (self.hidden_size is None) == (self.hidden_fraction is None):
-            raise ValueError("give exactly one of `hidden_size` or `hidden_fraction`")
-        return self
+    _uniform, _one_size = count_or_fraction("hidden_size", "hidden_fraction")
 
     def target(self, config) -> int:
         return resolve_size(self.hidden_size, self.hidden_fraction, config.hidden_size, 1, "hidden_size",

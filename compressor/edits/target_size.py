@@ -23,3 +23,22 @@ def uniform_only(value):
     if isinstance(value, (list, tuple, dict)):
         raise ValueError("give one number for every layer: vLLM serves only uniform layers (no per-layer sizes)")
     return value
+
+
+def count_or_fraction(count_field: str, fraction_field: str):
+    """Validators for a stage sized by `count_field` (one number for every layer) xor `fraction_field`.
+
+    Use in a params model: `_size_checks = count_or_fraction("keep", "keep_fraction")`.
+    """
+    from pydantic import field_validator, model_validator
+
+    def exactly_one(model):
+        if (getattr(model, count_field) is None) == (getattr(model, fraction_field) is None):
+            raise ValueError(f"give exactly one of `{count_field}` or `{fraction_field}`")
+        return model
+
+    def uniform(cls, value):
+        return uniform_only(value)
+
+    return (field_validator(count_field, mode="before")(classmethod(uniform)),
+            model_validator(mode="after")(exactly_one))
