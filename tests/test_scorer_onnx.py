@@ -68,6 +68,10 @@ def test_scorer_only_export_writes_a_checked_scorer(scorer_export):
     assert {"scorer.onnx", SPEC_FILE, "tokenizer.json", RECORD_FILE} <= names and "model.onnx" not in names
     assert json.loads((out / "onnx" / RECORD_FILE).read_text()) == json.loads(json.dumps(record))
     assert record["task"] == "ehpc-scorer" and record["artifacts"] == [] and record["parity"]["gated"] == ["scorer"]
+    from compressor.export.check import onnx_artifact
+
+    with pytest.raises(CheckFailed, match="only the prompt scorer .*--scorer-only"):
+        onnx_artifact(out)  # what `check --runtime onnxruntime` looks for
     scorer = record["scorer"]
     assert scorer["passed"] and scorer["layers_exported"] == scorer["layer"] + 1 == LAYER[record["family"]] + 1
     summary = scorer["parity"]["summary"]

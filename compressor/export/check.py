@@ -183,6 +183,12 @@ def onnx_artifact(output_dir: Path, onnx: Path | None = None) -> Path:
     if path.is_dir() or not path.suffix:
         path = path / ONNX_FILE
     if not path.is_file():
+        from compressor.prompt.onnx_runtime import SCORER_FILE
+
+        if (path.parent / SCORER_FILE).is_file():
+            raise CheckFailed(f"{path.parent}: holds only the prompt scorer ({SCORER_FILE}, `export onnx --scorer-only`), "
+                              f"which `export onnx` checked against torch when it wrote it; the causal LM's {path.name} "
+                              f"is what `check` runs (re-export without --scorer-only)")
         raise CheckFailed(f"{path}: no ONNX artifact (run `compressor export onnx {output_dir}` first)")
     try:
         import onnxruntime  # noqa: F401
