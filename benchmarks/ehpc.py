@@ -102,8 +102,14 @@ def load_methods(folder: Path, methods, progress) -> dict:
     return loaded
 
 
+def by_kind(rows: list[dict]) -> dict:
+    kinds = sorted({r["kind"] for r in rows})
+    return {kind: statistics.mean(r["correct"] for r in rows if r["kind"] == kind) for kind in kinds}
+
+
 def summarize(rows: list[dict], methods, rates) -> dict:
-    table = {"uncompressed": {"accuracy": statistics.mean(r["correct"] for r in rows if r["method"] == "none")}}
+    plain = [r for r in rows if r["method"] == "none"]
+    table = {"uncompressed": {"accuracy": statistics.mean(r["correct"] for r in plain), "by_kind": by_kind(plain)}}
     for method in methods:
         for rate in rates:
             sel = [r for r in rows if r["method"] == method and r["rate"] == rate]
@@ -112,6 +118,7 @@ def summarize(rows: list[dict], methods, rates) -> dict:
             table[f"{method}@{rate}"] = {
                 "method": method, "rate": rate, "items": len(sel),
                 "accuracy": statistics.mean(r["correct"] for r in sel),
+                "by_kind": by_kind(sel),
                 "kept_ratio": statistics.mean(r["tokens_out"] / r["tokens_in"] for r in sel),
                 "answer_kept": statistics.mean(r["answer_kept"] for r in sel),
                 "latency_s_median": statistics.median(r["seconds"] for r in sel),
@@ -130,26 +137,40 @@ def summarize(rows: list[dict], methods, rates) -> dict:
     return {"table": table, "goals": goals}
 
 
+def _kinds(row: dict) -> str:
+    return " / ".join(f"{acc:.2f}" for acc in row["by_kind"].values())
+
+
 def render(summary: dict, methods, rates) -> str:
-    lines = [f"uncompressed accuracy {summary['table']['uncompressed']['accuracy']:.3f}"]
+    plain = summary["table"]["uncompressed"]
+    kinds = list(plain["by_kind"])
+    lines = [f"uncompressed accuracy {plain['accuracy']:.3f} ({_kinds(plain)} by kind: {', '.join(kinds)})"]
     scaling = summary.get("scorer_vs_full_forward")
     if scaling:
         lines.append(f"EHPC scorer {scaling['scorer_s']:.2f} s vs full forward {scaling['full_forward_s']:.2f} s "
                      f"on {scaling['tokens']} tokens (ratio {scaling['ratio']:.2f})")
     lines += ["",
-             "| method | rate | accuracy | answer still in the context | kept tokens | latency median (s) |",
-             "|---|---|---|---|---|---|"]
+             f"| method | rate | accuracy | {' / '.join(kinds)} | answer still in the context | kept tokens | "
+             f"latency median (s) |", "|---|---|---|---|---|---|---|"]
     for method in methods:
         for rate in rates:
             row = summary["table"].get(f"{method}@{rate}")
             if row:
-                lines.append(f"| {method} | {rate} | {row['accuracy']:.3f} | {row['answer_kept']:.2f} | {row['kept_ratio']:.3f} | "
+                lines.append(f"| {method} | {rate} | {row['accuracy']:.3f} | {_kinds(row)} | {row['answer_kept']:.2f} | {row['kept_ratio']:.3f} | "
                              f"{row['latency_s_median']:.3f} |")
     for goal in summary["goals"].values():
         lines.append(f"{goal['baseline']} rate {goal['rate']}: EHPC {goal['ehpc_acc']:.3f} vs {goal['baseline_acc']:.3f} "
                      f"({'met' if goal['accuracy_goal_met'] else 'NOT met'}), EHPC {goal['speedup']:.1f}x faster "
                      f"({'met' if goal['speed_goal_met'] else 'NOT met'})")
     return "\n".join(lines)
+
+
+def summarize_file(path: Path) -> tuple[dict, tuple, tuple]:
+    text = path.read_text(encoding="utf-8")
+    rows = json.loads(text)["rows"] if text.lstrip().startswith("{\n") else [json.loads(line) for line in text.splitlines() if line.strip()]
+    methods = tuple(dict.fromkeys(r["method"] for r in rows if r["method"] != "none"))
+    rates = tuple(dict.fromkeys(r["rate"] for r in rows if r["method"] != "none"))
+    return summarize(rows, methods, rates), methods, rates
 
 
 def main() -> None:
@@ -166,7 +187,12 @@ def main() -> None:
     parser.add_argument("--json", dest="json_file", default=None, help="write every row and the summary here")
     parser.add_argument("--rows", dest="rows_file", default=None,
                         help="append each row to this JSONL file as it is measured (inspect long runs early)")
+    parser.add_argument("--summarize", default=None, metavar="FILE",
+                        help="print the tables of an earlier run (its --rows JSONL or --json file); runs nothing")
     args = parser.parse_args()
+    if args.summarize:
+        print(render(*summarize_file(Path(args.summarize))))
+        return
     if args.quick:
         args.per_kind, args.min_tokens, args.max_tokens, args.probe_tokens = 1, 1024, 1536, 1024
     rates = tuple(float(r) for r in args.rates.split(","))
