@@ -183,7 +183,7 @@ def onnx_artifact(output_dir: Path, onnx: Path | None = None) -> Path:
     if path.is_dir() or not path.suffix:
         path = path / ONNX_FILE
     if not path.is_file():
-        from compressor.prompt.onnx_runtime import SCORER_FILE
+        from compressor.export.scorer_onnx import SCORER_FILE
 
         if (path.parent / SCORER_FILE).is_file():
             raise CheckFailed(f"{path.parent}: holds only the prompt scorer ({SCORER_FILE}, `export onnx --scorer-only`), "

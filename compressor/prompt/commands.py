@@ -92,11 +92,9 @@ def load_compressor(folder: Path, method: str = "ehpc", runtime: str = "torch", 
         return OnnxPromptCompressor.from_pretrained(folder)
     if runtime != "torch":
         raise UserError(f"runtime {runtime!r}: only torch, or onnxruntime with method ehpc")
-    import torch
+    from compressor.models.sources import pick_device, pick_dtype
 
-    from compressor.models.sources import pick_device
-
-    torch_dtype = getattr(torch, dtype)
+    torch_dtype = pick_dtype(dtype)
     device = str(pick_device(device))
     if method == "ehpc":
         from compressor.prompt.compressor import PromptCompressor

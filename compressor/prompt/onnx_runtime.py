@@ -15,9 +15,8 @@ from pathlib import Path
 import torch
 
 from compressor.errors import UserError
+from compressor.export.scorer_onnx import SCORER_FILE
 from compressor.prompt.compressor import PromptCompressor
-
-SCORER_FILE = "scorer.onnx"
 
 
 class OnnxScorer:
