@@ -167,7 +167,10 @@ def render(summary: dict, methods, rates) -> str:
 
 def summarize_file(path: Path) -> tuple[dict, tuple, tuple]:
     text = path.read_text(encoding="utf-8")
-    rows = json.loads(text)["rows"] if text.lstrip().startswith("{\n") else [json.loads(line) for line in text.splitlines() if line.strip()]
+    try:
+        rows = json.loads(text)["rows"]  # a --json file
+    except json.JSONDecodeError:  # a --rows file: one JSON object per line
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     methods = tuple(dict.fromkeys(r["method"] for r in rows if r["method"] != "none"))
     rates = tuple(dict.fromkeys(r["rate"] for r in rows if r["method"] != "none"))
     return summarize(rows, methods, rates), methods, rates

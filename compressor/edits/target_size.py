@@ -28,7 +28,7 @@ def uniform_only(value):
 def count_or_fraction(count_field: str, fraction_field: str):
     """Validators for a stage sized by `count_field` (one number for every layer) xor `fraction_field`.
 
-    Use in a params model: `_size_checks = count_or_fraction("keep", "keep_fraction")`.
+    Use in a params model: `_uniform, _one_size = count_or_fraction("keep", "keep_fraction")`.
     """
     from pydantic import field_validator, model_validator
 
