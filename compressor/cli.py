@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from compressor.cli_output import _console, _emit, _progress_printer
+from compressor.cli_output import stderr_console, emit, progress_printer
 from compressor.errors import UserError
 
 
@@ -66,7 +66,7 @@ def apply(recipe_file, model_id, out_dir, force, no_eval, fresh_baseline, use_ml
         from compressor.tracking import require_mlflow
 
         require_mlflow()  # fail before the model is touched
-    progress = _progress_printer(not as_json)
+    progress = progress_printer(not as_json)
     report = apply_recipe(recipe, str(recipe_file), out_dir=out_dir, force=force,
                           evaluate=False if no_eval else None, progress=progress,
                           fresh_baseline=fresh_baseline)
@@ -74,13 +74,13 @@ def apply(recipe_file, model_id, out_dir, force, no_eval, fresh_baseline, use_ml
         _log_mlflow(report, Path(report["output"]), mlflow_uri, progress)
 
     def render(rep):
-        console = _console()
+        console = stderr_console()
         if rep.get("eval"):
             console.print(rich_table(rep))
         console.print(f"wrote {rep['output']}/model ({rep['model']['size_mb']:.1f} MB) and report.json, "
                       f"report.md in {rep['seconds']:.1f} s")
 
-    _emit(report, as_json, render)
+    emit(report, as_json, render)
 
 
 def eval_options(fn):
@@ -172,7 +172,7 @@ def evaluate(output_dir, baseline, no_baseline, fresh_baseline, device, use_mlfl
     from compressor.report import record_evaluation
 
     spec = eval_spec_from_options(not no_baseline, **options)
-    progress = _progress_printer(not as_json)
+    progress = progress_printer(not as_json)
     result = evaluate_output(output_dir, spec, baseline=baseline, device=device, fresh_baseline=fresh_baseline,
                              progress=progress)
     if (Path(output_dir) / "model" / "config.json").is_file():
@@ -184,9 +184,9 @@ def evaluate(output_dir, baseline, no_baseline, fresh_baseline, device, use_mlfl
     def render(rep):
         from compressor.report import rich_table
 
-        _console().print(rich_table(rep))
+        stderr_console().print(rich_table(rep))
 
-    _emit(result, as_json, render)
+    emit(result, as_json, render)
 
 
 @cli.command()
@@ -206,7 +206,7 @@ def package(output_dir, target_file, force, as_json):
     from compressor.export.targets import load_target
 
     result = make_package(output_dir, load_target(target_file), force=force)
-    _emit(result, as_json, lambda r: click.echo(
+    emit(result, as_json, lambda r: click.echo(
         f"wrote {r['zip']} ({r['zipped_bytes'] / 2**20:.1f} MB, {len(r['files'])} files) for target {r['target']}"))
 
 
@@ -254,7 +254,7 @@ def bench(output_dir, runtime, device, prompt_tokens, new_tokens, runs, warmup, 
         for batch, b in res["batches"].items():
             table.add_row(batch, f"{b['tpt_ms_median']:.2f}", f"{b['tpt_ms_min']:.2f}", f"{b['tpt_ms_max']:.2f}",
                           f"{b['output_tokens_per_s']:.1f}")
-        console = _console()
+        console = stderr_console()
         console.print(table)
         if res.get("without_press"):
             for batch, b in res["without_press"]["batches"].items():
@@ -266,7 +266,7 @@ def bench(output_dir, runtime, device, prompt_tokens, new_tokens, runs, warmup, 
         if res.get("peak_rss_mb"):
             console.print(f"peak RSS {res['peak_rss_mb']:.0f} MB")
 
-    _emit(result, as_json, render)
+    emit(result, as_json, render)
 
 
 @cli.command(name="report")
@@ -282,7 +282,7 @@ def report_command(output_dirs, as_json):
     from compressor.report import comparison_rows, comparison_table
 
     rows = comparison_rows(output_dirs)
-    _emit({"rows": rows}, as_json, lambda r: _console().print(comparison_table(r["rows"])))
+    emit({"rows": rows}, as_json, lambda r: stderr_console().print(comparison_table(r["rows"])))
 
 
 @cli.group()

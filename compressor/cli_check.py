@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from compressor.cli_output import _console, _emit, _progress_printer
+from compressor.cli_output import stderr_console, emit, progress_printer
 from compressor.errors import UserError
 
 
@@ -38,7 +38,7 @@ def check(output_dir, runtime, min_agreement, max_tokens, eager, onnx_path, as_j
     if onnx_path and runtime != "onnxruntime":
         raise UserError("--onnx applies to --runtime onnxruntime only")
     result = check_output(output_dir, runtime, max_tokens=max_tokens, min_agreement=min_agreement,
-                          progress=_progress_printer(not as_json), eager=eager, onnx=onnx_path)
+                          progress=progress_printer(not as_json), eager=eager, onnx=onnx_path)
 
     def render(res):
         from rich.table import Table
@@ -55,12 +55,12 @@ def check(output_dir, runtime, min_agreement, max_tokens, eager, onnx_path, as_j
             table.add_row(row["prompt"] + ("" if row["prompt_ids_match"] else " [red](ids differ)[/red]"),
                           f"{row['agreement']:.2f}", f"{row['prefix_match']}/{res['max_tokens']}",
                           "-" if diff is None else f"{diff:.4g}")
-        console = _console()
+        console = stderr_console()
         console.print(table)
         verdict = "[green]PASS[/green]" if res["passed"] else "[red]FAIL[/red]"
         console.print(f"{verdict}: mean prefix agreement {res['summary']['prefix_agreement']:.2f} "
                       f"(min {res['min_agreement']:.2f}), agreement {res['summary']['agreement']:.2f}, "
                       f"{res['seconds']['total']:.1f} s")
 
-    _emit(result, as_json, render)
+    emit(result, as_json, render)
     require_pass(result)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from compressor.cli_output import _console, _emit, _progress_printer
+from compressor.cli_output import stderr_console, emit, progress_printer
 from compressor.errors import UserError
 
 
@@ -53,7 +53,7 @@ def export_onnx_command(output_dir, out_dir, int8, int8_method, atol, min_agreem
         raise UserError("--int8-method applies with --int8 only")
     result = export_onnx(output_dir, out=out_dir, int8=int8, int8_method=int8_method, force=force, atol=atol,
                          min_agreement=min_agreement, scorer=scorer, scorer_only=scorer_only,
-                         progress=_progress_printer(not as_json))
+                         progress=progress_printer(not as_json))
 
     def render(res):
         from rich.table import Table
@@ -67,7 +67,7 @@ def export_onnx_command(output_dir, out_dir, int8, int8_method, atol, min_agreem
             table.add_row(f"{art['file']}{method}", f"{art['size_mb']:.1f}", f"{art['logits_max_abs_diff']:.3g}",
                           f"{art['agreement']:.2f}", f"{art['prefix_agreement']:.2f}",
                           f"{art['decode_tokens_per_s']:.1f}" if art["decode_tokens_per_s"] else "-")
-        console = _console()
+        console = stderr_console()
         if res["artifacts"]:
             console.print(table)
             console.print(f"[green]PASS[/green]: fp32 logits within {res['parity']['atol']:g}, greedy prefix "
@@ -78,4 +78,4 @@ def export_onnx_command(output_dir, out_dir, int8, int8_method, atol, min_agreem
 
             console.print(scorer_summary_line(res["scorer"]))
 
-    _emit(result, as_json, render)
+    emit(result, as_json, render)

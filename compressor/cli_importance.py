@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from compressor.cli_output import _console, _emit, _progress_printer
+from compressor.cli_output import stderr_console, emit, progress_printer
 
 
 @click.command()
@@ -41,7 +41,7 @@ def importance(model, out_dir, samples, seq_len, split, seed, device, as_json):
     folder, output = resolve_model(model)
     out = default_out(model, output if out_dir is None else out_dir)
     spec = CalibrationSpec(split=split, samples=samples, seq_len=seq_len, seed=seed)
-    scores, config = compute(folder, spec, pick_device(device), _progress_printer(not as_json))
+    scores, config = compute(folder, spec, pick_device(device), progress_printer(not as_json))
     result = {"model": str(folder), "calibration": spec.model_dump(), **summary(scores, config),
               "scores": scores.to_json()}
     with atomic_file(out / "importance.json", force=True) as staging:
@@ -50,11 +50,11 @@ def importance(model, out_dir, samples, seq_len, split, seed, device, as_json):
     result["json"] = str(out / "importance.json")
 
     def render(res):
-        console = _console()
+        console = stderr_console()
         console.print(rich_table(res["layers"], f"{model}: importance on {scores.windows} windows x {seq_len} tokens"))
         ch = res["channels"]
         console.print(f"hidden channels ({ch['hidden_size']}): weakest {ch['weakest']}, strongest {ch['strongest']}; "
                       f"the top half holds {ch['top_half_share']:.1%} of the importance")
         console.print(f"wrote {res['json']} and {res['png']}")
 
-    _emit(result, as_json, render)
+    emit(result, as_json, render)

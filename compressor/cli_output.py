@@ -5,14 +5,14 @@ import json
 import click
 
 
-def _console():
+def stderr_console():
     from rich.console import Console
 
     return Console(stderr=True)
 
 
-def _progress_printer(enabled: bool):
-    console = _console()
+def progress_printer(enabled: bool):
+    console = stderr_console()
 
     def show(message: str) -> None:
         if enabled:
@@ -21,7 +21,7 @@ def _progress_printer(enabled: bool):
     return show
 
 
-def _emit(result: dict, as_json: bool, render) -> None:
+def emit(result: dict, as_json: bool, render) -> None:
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
     else:
