@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/ehpc.py --quick                 # 1 item per kind, 1k-1.5k tokens
     .venv/bin/python benchmarks/ehpc.py --per-kind 10           # 30 items, 1k-4k tokens (slow on a CPU)
     .venv/bin/python benchmarks/ehpc.py --ehpc-dir out/ehpc --json results.json
+    .venv/bin/python benchmarks/ehpc.py --ehpc-dir out/l20 --ehpc-dir out/l13 --methods ehpc,llmlingua  # L* side by side
 
 Tasks come from scripts/make_ehpc_tasks.py (RULER-style single needle, multi-key needle, passkey in
 real-text filler; seeded, generated at run time). SmolLM2-135M answers every prompt greedily, the
@@ -12,7 +13,8 @@ the context with the question appended (protected) and a budget of rate x its to
 1/4, 1/10; its compression latency is the wall time of each `compress` call. Without --ehpc-dir the
 evaluator heads are discovered once on the bundled SmolLM2 (cached under $COMPRESSOR_HOME/bench).
 Prints accuracy per method and rate, kept-token ratios, median latency, and whether EHPC meets its
-goals (accuracy >= LLMLingua's and LongLLMLingua's at every rate, >= 10x faster).
+goals (accuracy >= LLMLingua's and LongLLMLingua's at every rate, >= 10x faster). With several
+--ehpc-dir (e.g. discovered with different --max-layer) each is its own method, "ehpc-L<L*>".
 """
 
 import argparse
@@ -107,6 +109,10 @@ def by_kind(rows: list[dict]) -> dict:
     return {kind: statistics.mean(r["correct"] for r in rows if r["kind"] == kind) for kind in kinds}
 
 
+def is_ehpc(method: str) -> bool:
+    return method == "ehpc" or method.startswith("ehpc-L")
+
+
 def summarize(rows: list[dict], methods, rates) -> dict:
     plain = [r for r in rows if r["method"] == "none"]
     table = {"uncompressed": {"accuracy": statistics.mean(r["correct"] for r in plain), "by_kind": by_kind(plain)}}
@@ -125,12 +131,13 @@ def summarize(rows: list[dict], methods, rates) -> dict:
                 "latency_s_mean": statistics.mean(r["seconds"] for r in sel),
             }
     goals = {}
-    for baseline in (b for b in BASELINES if "ehpc" in methods and b in methods):
+    for ehpc, baseline in ((e, b) for e in methods if is_ehpc(e) for b in BASELINES if b in methods):
         for rate in rates:
-            e, l = table.get(f"ehpc@{rate}"), table.get(f"{baseline}@{rate}")
+            e, l = table.get(f"{ehpc}@{rate}"), table.get(f"{baseline}@{rate}")
             if e and l:
-                goals[f"{baseline} rate {rate}"] = {
-                    "baseline": baseline, "rate": rate, "ehpc_acc": e["accuracy"], "baseline_acc": l["accuracy"],
+                goals[f"{ehpc} vs {baseline} rate {rate}"] = {
+                    "ehpc": ehpc, "baseline": baseline, "rate": rate, "ehpc_acc": e["accuracy"],
+                    "baseline_acc": l["accuracy"],
                     "accuracy_goal_met": e["accuracy"] >= l["accuracy"],
                     "speedup": l["latency_s_mean"] / e["latency_s_mean"],
                     "speed_goal_met": l["latency_s_mean"] >= 10 * e["latency_s_mean"]}
@@ -145,9 +152,8 @@ def render(summary: dict, methods, rates) -> str:
     plain = summary["table"]["uncompressed"]
     kinds = list(plain["by_kind"])
     lines = [f"uncompressed accuracy {plain['accuracy']:.3f} ({_kinds(plain)} by kind: {', '.join(kinds)})"]
-    scaling = summary.get("scorer_vs_full_forward")
-    if scaling:
-        lines.append(f"EHPC scorer {scaling['scorer_s']:.2f} s vs full forward {scaling['full_forward_s']:.2f} s "
+    for label, scaling in summary.get("scorer_vs_full_forward", {}).items():
+        lines.append(f"{label} scorer {scaling['scorer_s']:.2f} s vs full forward {scaling['full_forward_s']:.2f} s "
                      f"on {scaling['tokens']} tokens (ratio {scaling['ratio']:.2f})")
     lines += ["",
              f"| method | rate | accuracy | {' / '.join(kinds)} | answer still in the context | kept tokens | "
@@ -159,7 +165,8 @@ def render(summary: dict, methods, rates) -> str:
                 lines.append(f"| {method} | {rate} | {row['accuracy']:.3f} | {_kinds(row)} | {row['answer_kept']:.2f} | {row['kept_ratio']:.3f} | "
                              f"{row['latency_s_median']:.3f} |")
     for goal in summary["goals"].values():
-        lines.append(f"{goal['baseline']} rate {goal['rate']}: EHPC {goal['ehpc_acc']:.3f} vs {goal['baseline_acc']:.3f} "
+        lines.append(f"{goal.get('ehpc', 'ehpc')} vs {goal['baseline']} rate {goal['rate']}: "
+                     f"accuracy {goal['ehpc_acc']:.3f} vs {goal['baseline_acc']:.3f} "
                      f"({'met' if goal['accuracy_goal_met'] else 'NOT met'}), EHPC {goal['speedup']:.1f}x faster "
                      f"({'met' if goal['speed_goal_met'] else 'NOT met'})")
     return "\n".join(lines)
@@ -178,7 +185,8 @@ def summarize_file(path: Path) -> tuple[dict, tuple, tuple]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ehpc-dir", default=None, help="output or model folder with prompt_compressor.json")
+    parser.add_argument("--ehpc-dir", action="append", default=None,
+                        help="output or model folder with prompt_compressor.json (repeat to compare several)")
     parser.add_argument("--quick", action="store_true", help="1 item per kind, 1k-1.5k tokens")
     parser.add_argument("--per-kind", type=int, default=10)
     parser.add_argument("--min-tokens", type=int, default=1024)
@@ -207,20 +215,36 @@ def main() -> None:
     from compressor.prompt.spec import read_spec, spec_folder
 
     progress = lambda m: print(f"• {m}", file=sys.stderr, flush=True)  # noqa: E731
-    folder = ehpc_folder(args.ehpc_dir, args.probe_tokens, progress)
+    folders = [ehpc_folder(given, args.probe_tokens, progress) for given in (args.ehpc_dir or [None])]
+    folder = folders[0]
     model_dir = spec_folder(folder)
-    spec = read_spec(folder)
-    progress(f"evaluator heads: layer {spec.layer} of {spec.model.num_hidden_layers}, heads {spec.heads}, "
-             f"N_o {spec.n_o}, kernel {spec.kernel}")
+    specs = {}  # EHPC method label -> spec
+    for one in folders:
+        spec = read_spec(one)
+        specs[f"ehpc-L{spec.layer}" if len(folders) > 1 else "ehpc"] = spec
+        progress(f"evaluator heads of {one}: layer {spec.layer} of {spec.model.num_hidden_layers}, heads {spec.heads}, "
+                 f"N_o {spec.n_o}, kernel {spec.kernel}")
+    if len(specs) < len(folders):
+        sys.exit("error: two --ehpc-dir folders have the same evaluator layer; give folders with different L*")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     items = _tasks_module().make_tasks(tokenizer, args.per_kind, args.min_tokens, args.max_tokens, args.seed)
-    compressors = load_methods(folder, methods, progress)
+    if "ehpc" in methods:
+        at = methods.index("ehpc")
+        methods = methods[:at] + tuple(specs) + methods[at + 1:]
+    compressors = load_methods(folder, [m for m in methods if not is_ehpc(m)], progress)
+    for label, one in zip(specs, folders):
+        if label in methods:
+            compressors[label] = load_methods(one, ["ehpc"], progress)["ehpc"]
+    compressors = {m: compressors[m] for m in methods}
 
-    scaling = scorer_vs_full_model(model, tokenizer, compressors.get("ehpc"), items[0]) if "ehpc" in compressors else {}
-    if scaling:
-        progress(f"one prompt of {scaling['tokens']} tokens: scorer (layers 0..{spec.layer}) {scaling['scorer_s']:.2f} s, "
-                 f"full {spec.model.num_hidden_layers}-layer forward {scaling['full_forward_s']:.2f} s")
+    scaling = {}
+    for label, spec in specs.items():
+        if label in compressors:
+            scaling[label] = scorer_vs_full_model(model, tokenizer, compressors[label], items[0])
+            progress(f"one prompt of {scaling[label]['tokens']} tokens: {label} scorer (layers 0..{spec.layer}) "
+                     f"{scaling[label]['scorer_s']:.2f} s, full {spec.model.num_hidden_layers}-layer forward "
+                     f"{scaling[label]['full_forward_s']:.2f} s")
     rows = []
 
     def record(row: dict) -> None:
@@ -246,7 +270,8 @@ def main() -> None:
     summary = summarize(rows, methods, rates)
     summary.update({"items": len(items), "per_kind": args.per_kind, "tokens": [args.min_tokens, args.max_tokens],
                     "rates": rates, "methods": methods, "seed": args.seed, "seconds": round(time.perf_counter() - started, 1),
-                    "spec": {"layer": spec.layer, "heads": spec.heads, "n_o": spec.n_o, "kernel": spec.kernel},
+                    "specs": {label: {"layer": spec.layer, "heads": spec.heads, "n_o": spec.n_o, "kernel": spec.kernel,
+                                      "max_layer": spec.max_layer} for label, spec in specs.items()},
                     "torch_threads": torch.get_num_threads(), "scorer_vs_full_forward": scaling})
     print(render(summary, methods, rates))
     if args.json_file:

@@ -15,11 +15,12 @@ from compressor.models.tiny import byte_tokenizer, tiny_exaone4_config, tiny_lla
 from compressor.pipeline import apply_recipe
 from compressor.prompt import PromptCompressor
 from compressor.prompt.baselines import KeepEnds, RandomKeep
-from compressor.prompt.discovery import discover
+from compressor.prompt.discovery import choose_heads, discover
 from compressor.prompt.probes import paragraphs
 from compressor.prompt.scorer import load_scorer, scorer_from_model
 from compressor.prompt.selection import select_tokens
 from compressor.prompt.spec import HEATMAP_FILE, SPEC_FILE, read_spec
+from compressor.prompt.stage import EvaluatorHeadsParams
 from compressor.recipe import parse_recipe
 
 PLANTED_LAYER, PLANTED_HEAD = 2, 1
@@ -76,13 +77,27 @@ def test_discovery_finds_the_planted_head(kind):
     model, tokenizer = planted_model(kind)
     marker, _ = _marker(tokenizer)
     needle = f"The magic word is {marker}zebra{marker}."
-    spec = discover(model, tokenizer, adapter_for(model.config), heads=1, n_o=8, kernel=4, probe_tokens=400,
-                    needle=needle, question="What is the magic word?", depths=[0.2, 0.5, 0.8])
-    assert spec.layer == PLANTED_LAYER and spec.heads == [PLANTED_HEAD]
+    params = EvaluatorHeadsParams(stage="evaluator_heads", heads=1, n_o=8, kernel=4, probe_tokens=400,
+                                  needle=needle, question="What is the magic word?", depths=[0.2, 0.5, 0.8])
+    spec = discover(model, tokenizer, adapter_for(model.config), params)
+    assert spec.layer == PLANTED_LAYER and spec.heads == [PLANTED_HEAD] and spec.max_layer is None
     scores = torch.tensor(spec.head_scores)
     assert scores.shape == (4, 4)
     assert scores[PLANTED_LAYER, PLANTED_HEAD] > 0.5  # most of its attention is on the needle
     assert scores[PLANTED_LAYER, PLANTED_HEAD] > 3 * scores.flatten().sort().values[-2]
+    # Capped below the planted layer, the search takes the best shallower layer, from the same scores.
+    shallow = discover(model, tokenizer, adapter_for(model.config),
+                       params.model_copy(update={"max_layer": PLANTED_LAYER - 1}))
+    assert shallow.max_layer == PLANTED_LAYER - 1 and shallow.layer < PLANTED_LAYER
+    assert shallow.layer == int(scores[:PLANTED_LAYER].sum(1).argmax())
+    assert torch.allclose(torch.tensor(shallow.head_scores), scores)
+
+
+def test_choose_heads_searches_only_up_to_max_layer():
+    scores = torch.tensor([[0.1, 0.3, 0.2], [0.0, 0.1, 0.0], [0.5, 0.1, 0.9], [0.2, 0.2, 0.1]])
+    assert choose_heads(scores, 2) == (2, [0, 2], pytest.approx([0.6, 0.1, 1.5, 0.5]))
+    assert choose_heads(scores, 2, max_layer=1)[:2] == (0, [1, 2])
+    assert choose_heads(scores, 5, max_layer=3)[:2] == (2, [0, 1, 2])  # heads capped at the layer's count
 
 
 def test_scorer_equals_the_stock_models_attention(tiny_dir):
@@ -255,6 +270,15 @@ def test_stage_writes_the_spec_into_the_model_folder_and_from_pretrained_reads_i
     AutoModelForCausalLM.from_pretrained(out / "model")  # the folder still loads with the stock loader
 
 
+def test_max_layer_past_the_model_is_refused_before_any_work(tiny_llama_dir, tmp_path):
+    recipe = parse_recipe({"name": "deep", "model": str(tiny_llama_dir),
+                           "stages": [{"stage": "evaluator_heads", "max_layer": 4, "probe_tokens": 300}],
+                           "eval": {"enabled": False}, "output": {"dir": str(tmp_path / "o")}}, "deep.yaml")
+    with pytest.raises(UserError, match=r"max_layer 4 >= the model's num_hidden_layers 4 \(layers are numbered from 0\)"):
+        apply_recipe(recipe, "deep.yaml", evaluate=False)
+    assert not (tmp_path / "o").exists()
+
+
 def test_layer_changes_after_discovery_are_refused(tiny_llama_dir, tmp_path):
     with pytest.raises(UserError, match=r"^ehpc\.yaml: stages\[1\] \(drop_layers\) changes decoder layers after "
                                         r"stages\[0\] \(evaluator_heads\) .*move evaluator_heads after drop_layers$"):
@@ -278,8 +302,11 @@ def test_cli_discover_and_compress(monkeypatch, capsys, tiny_llama_dir, tmp_path
     assert result["layer"] == read_spec(out).layer
     code, _, err = run_cli(monkeypatch, capsys, "prompt", "discover", str(out), *options)
     assert code == 2 and "already exists (pass --force" in err
-    code, _, err = run_cli(monkeypatch, capsys, "prompt", "discover", str(out), *options, "--force")
+    code, _, err = run_cli(monkeypatch, capsys, "prompt", "discover", str(out), *options, "--max-layer", "4", "--force")
+    assert code == 2 and "options: max_layer 4 >= the model's num_hidden_layers 4" in err
+    code, _, err = run_cli(monkeypatch, capsys, "prompt", "discover", str(out), *options, "--max-layer", "0", "--force")
     assert code == 0, err
+    assert "L* = 0," in err and read_spec(out).layer == 0 and read_spec(out).max_layer == 0
 
     prompt = tmp_path / "prompt.txt"
     prompt.write_text((ENGLISH + KOREAN) * 6, encoding="utf-8")

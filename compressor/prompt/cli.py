@@ -34,10 +34,12 @@ def prompt_group():
 @click.option("--kernel", type=int, default=32, show_default=True, help="AvgPool1d smoothing kernel r.")
 @click.option("--rate", type=float, default=0.5, show_default=True, help="Default share of tokens to keep.")
 @click.option("--probe-tokens", type=int, default=2048, show_default=True, help="Tokens per discovery probe.")
+@click.option("--max-layer", type=int, default=None,
+              help="Search L* among layers 0..N only: a shallower scorer compresses faster (default: all layers).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def discover(folder, out, force, heads, n_o, kernel, rate, probe_tokens, seed, device, as_json):
+def discover(folder, out, force, heads, n_o, kernel, rate, probe_tokens, max_layer, seed, device, as_json):
     """Find the evaluator heads of FOLDER's model (needle probes at depths 0.1..0.9).
 
     FOLDER is an output of `compressor apply` (written into FOLDER/model/prompt_compressor.json,
@@ -47,6 +49,7 @@ def discover(folder, out, force, heads, n_o, kernel, rate, probe_tokens, seed, d
     Example:
       compressor prompt discover out/fp16
       compressor prompt discover ./SmolLM2 --out out/smol-ehpc --probe-tokens 1024
+      compressor prompt discover out/fp16 --max-layer 13 --force   # a faster scorer: L* in layers 0..13
     """
     from pydantic import ValidationError
 
@@ -56,7 +59,7 @@ def discover(folder, out, force, heads, n_o, kernel, rate, probe_tokens, seed, d
 
     try:
         params = EvaluatorHeadsParams(stage="evaluator_heads", heads=heads, n_o=n_o, kernel=kernel, rate=rate,
-                                      probe_tokens=probe_tokens, seed=seed)
+                                      probe_tokens=probe_tokens, max_layer=max_layer, seed=seed)
     except ValidationError as error:
         raise UserError(format_validation_error("options", error)) from None
     progress = (lambda m: None) if as_json else (lambda m: _echo_err(f"• {m}"))

@@ -54,9 +54,7 @@ def discover_folder(folder: Path, params, out: Path | None = None, force: bool =
 
     progress(f"loading {model_dir}")
     model, tokenizer = load_model(model_dir, pick_device(device), torch.float32)
-    spec = discover(model, tokenizer, adapter, heads=params.heads, n_o=params.n_o, kernel=params.kernel,
-                    rate=params.rate, probe_tokens=params.probe_tokens, needle=params.needle,
-                    question=params.question, depths=params.depths, seed=params.seed, progress=progress)
+    spec = discover(model, tokenizer, adapter, params, progress=progress)
     del model
     png = heatmap_png(spec.head_scores, spec.layer, spec.heads)
     data = spec.model_dump_json(indent=2) + "\n"

@@ -3,6 +3,8 @@
 For every layer l and head h: the attention mass on the needle tokens from the last N_o query
 positions (softmax rows averaged over that window), averaged over the probe depths. The evaluator
 layer L* is the layer with the largest total over its heads; its top heads are the evaluator heads.
+`max_layer` (our knob, not the paper's) limits the search to layers 0..max_layer: the scorer runs L*+1
+layers, so a shallower L* compresses faster, usually with heads that find the needle less sharply.
 Attention weights come from the stock transformers layers run with eager attention (real softmax
 rows; SDPA returns none), read by a forward hook on each attention module.
 """
@@ -72,29 +74,30 @@ def head_scores(model, tokenizer, adapter, probes: list[Probe], n_o: int, progre
     return total / len(probes)
 
 
-def choose_heads(scores: torch.Tensor, n_heads: int) -> tuple[int, list[int], list[float]]:
-    """The layer with the largest total score and its top `n_heads` heads (sorted by index)."""
+def choose_heads(scores: torch.Tensor, n_heads: int, max_layer: int | None = None) -> tuple[int, list[int], list[float]]:
+    """The layer with the largest total score (among layers 0..max_layer when given) and its top `n_heads` heads."""
     layer_scores = scores.sum(dim=1)
-    layer = int(layer_scores.argmax())
+    searched = layer_scores if max_layer is None else layer_scores[: max_layer + 1]
+    layer = int(searched.argmax())
     k = min(n_heads, scores.shape[1])
     heads = sorted(int(h) for h in scores[layer].topk(k).indices)
     return layer, heads, [float(x) for x in layer_scores]
 
 
-def discover(model, tokenizer, adapter, *, heads: int = 8, n_o: int = 16, kernel: int = 32, rate: float = 0.5,
-             probe_tokens: int = 2048, needle: str, question: str, depths, seed: int = 0,
-             progress=lambda m: None) -> PromptCompressorSpec:
-    probes = build_probes(tokenizer, probe_tokens, needle, question, depths, seed)
-    scores = head_scores(model, tokenizer, adapter, probes, n_o, progress)
-    layer, chosen, layer_scores = choose_heads(scores, heads)
+def discover(model, tokenizer, adapter, params, progress=lambda m: None) -> PromptCompressorSpec:
+    """Score every head on the needle probes of `params` (an EvaluatorHeadsParams), then pick L* and its heads."""
+    probes = build_probes(tokenizer, params.probe_tokens, params.needle, params.question, params.depths, params.seed)
+    scores = head_scores(model, tokenizer, adapter, probes, params.n_o, progress)
+    layer, chosen, layer_scores = choose_heads(scores, params.heads, params.max_layer)
     config = model.config
     return PromptCompressorSpec(
-        layer=layer, heads=chosen, n_o=n_o, kernel=kernel, defaults={"rate": rate},
+        layer=layer, heads=chosen, n_o=params.n_o, kernel=params.kernel, defaults={"rate": params.rate},
+        max_layer=params.max_layer,
         model={"model_type": config.model_type, "num_hidden_layers": config.num_hidden_layers,
                "num_attention_heads": config.num_attention_heads,
                "num_key_value_heads": getattr(config, "num_key_value_heads", None) or config.num_attention_heads},
         layer_scores=[round(x, 6) for x in layer_scores],
         head_scores=[[round(float(x), 6) for x in row] for row in scores],
-        probe={"needle": needle, "question": question, "depths": list(depths), "tokens": probe_tokens,
-               "filler": f"eval/data/corpus/{FILLER_SPLIT}.jsonl", "seed": seed},
+        probe={"needle": params.needle, "question": params.question, "depths": list(params.depths),
+               "tokens": params.probe_tokens, "filler": f"eval/data/corpus/{FILLER_SPLIT}.jsonl", "seed": params.seed},
     )

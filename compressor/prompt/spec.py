@@ -51,6 +51,7 @@ class PromptCompressorSpec(Strict):
     n_o: int = Field(gt=0, description="observation window: the last N_o query positions")
     kernel: int = Field(gt=0, description="AvgPool1d kernel r (stride 1) smoothing the token scores")
     defaults: Defaults = Field(default_factory=Defaults)
+    max_layer: int | None = Field(None, ge=0, description="L* was searched among layers 0..max_layer (None: all)")
     model: ModelShape
     layer_scores: list[float] = Field(description="per layer: sum of its heads' scores")
     head_scores: list[list[float]] = Field(description="[layer][head]: attention mass on the needle from "
@@ -61,6 +62,8 @@ class PromptCompressorSpec(Strict):
     def _consistent(self):
         if self.layer >= self.model.num_hidden_layers:
             raise ValueError(f"layer {self.layer} >= num_hidden_layers {self.model.num_hidden_layers}")
+        if self.max_layer is not None and self.layer > self.max_layer:
+            raise ValueError(f"layer {self.layer} > max_layer {self.max_layer}")
         bad = [h for h in self.heads if not 0 <= h < self.model.num_attention_heads]
         if bad:
             raise ValueError(f"heads {bad} out of range for {self.model.num_attention_heads} heads")

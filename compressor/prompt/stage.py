@@ -25,6 +25,8 @@ class EvaluatorHeadsParams(StageParams):
     needle: str = Field(NEEDLE, min_length=1)
     question: str = Field(QUESTION, min_length=1)
     seed: int = 0
+    max_layer: int | None = Field(None, ge=0, description="search L* among layers 0..max_layer only (the scorer "
+                                  "runs L*+1 layers: shallower is faster, usually less accurate)")
 
     @field_validator("depths")
     @classmethod
@@ -39,6 +41,9 @@ class EvaluatorHeadsParams(StageParams):
             raise ValueError(f"probe_tokens {self.probe_tokens} > the model's max_position_embeddings {limit}")
         if self.n_o >= self.probe_tokens // 2:
             raise ValueError(f"n_o {self.n_o} must be well below probe_tokens {self.probe_tokens}")
+        if self.max_layer is not None and self.max_layer >= config.num_hidden_layers:
+            raise ValueError(f"max_layer {self.max_layer} >= the model's num_hidden_layers {config.num_hidden_layers} "
+                             f"(layers are numbered from 0)")
 
 
 @register(EvaluatorHeadsParams)
@@ -46,9 +51,7 @@ def evaluator_heads(model, tokenizer, params: EvaluatorHeadsParams, ctx):
     from compressor.prompt.discovery import discover
     from compressor.prompt.heatmap import heatmap_png
 
-    spec = discover(model, tokenizer, ctx.adapter, heads=params.heads, n_o=params.n_o, kernel=params.kernel,
-                    rate=params.rate, probe_tokens=params.probe_tokens, needle=params.needle,
-                    question=params.question, depths=params.depths, seed=params.seed, progress=ctx.progress)
+    spec = discover(model, tokenizer, ctx.adapter, params, progress=ctx.progress)
     ctx.artifact(SPEC_FILE, spec.model_dump(mode="json"))
     ctx.artifact(HEATMAP_FILE, heatmap_png(spec.head_scores, spec.layer, spec.heads), in_model=False)
     ctx.record(layer=spec.layer, heads=spec.heads, layer_scores=spec.layer_scores)
