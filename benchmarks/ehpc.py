@@ -94,13 +94,14 @@ def scorer_vs_full_model(model, tokenizer, ehpc, item: dict) -> dict:
     return {"tokens": ids.shape[1], **best, "ratio": best["scorer_s"] / best["full_forward_s"]}
 
 
-def load_methods(folder: Path, methods, progress) -> dict:
+def load_methods(methods, folder_of: dict, default: Path, progress) -> dict:
+    """Each method's compressor; an EHPC label ("ehpc", "ehpc-L7") loads EHPC from its own folder."""
     from compressor.prompt.commands import load_compressor
 
     loaded = {}
     for method in methods:
         progress(f"loading {method}")
-        loaded[method] = load_compressor(folder, method)
+        loaded[method] = load_compressor(folder_of.get(method, default), "ehpc" if is_ehpc(method) else method)
     return loaded
 
 
@@ -162,10 +163,10 @@ def render(summary: dict, methods, rates) -> str:
         for rate in rates:
             row = summary["table"].get(f"{method}@{rate}")
             if row:
-                lines.append(f"| {method} | {rate} | {row['accuracy']:.3f} | {_kinds(row)} | {row['answer_kept']:.2f} | {row['kept_ratio']:.3f} | "
-                             f"{row['latency_s_median']:.3f} |")
+                lines.append(f"| {method} | {rate} | {row['accuracy']:.3f} | {_kinds(row)} | {row['answer_kept']:.2f} | "
+                             f"{row['kept_ratio']:.3f} | {row['latency_s_median']:.3f} |")
     for goal in summary["goals"].values():
-        lines.append(f"{goal.get('ehpc', 'ehpc')} vs {goal['baseline']} rate {goal['rate']}: "
+        lines.append(f"{goal['ehpc']} vs {goal['baseline']} rate {goal['rate']}: "
                      f"accuracy {goal['ehpc_acc']:.3f} vs {goal['baseline_acc']:.3f} "
                      f"({'met' if goal['accuracy_goal_met'] else 'NOT met'}), EHPC {goal['speedup']:.1f}x faster "
                      f"({'met' if goal['speed_goal_met'] else 'NOT met'})")
@@ -232,11 +233,7 @@ def main() -> None:
     if "ehpc" in methods:
         at = methods.index("ehpc")
         methods = methods[:at] + tuple(specs) + methods[at + 1:]
-    compressors = load_methods(folder, [m for m in methods if not is_ehpc(m)], progress)
-    for label, one in zip(specs, folders):
-        if label in methods:
-            compressors[label] = load_methods(one, ["ehpc"], progress)["ehpc"]
-    compressors = {m: compressors[m] for m in methods}
+    compressors = load_methods(methods, dict(zip(specs, folders)), folder, progress)
 
     scaling = {}
     for label, spec in specs.items():

@@ -1,8 +1,9 @@
 """LLMLingua (Jiang et al., EMNLP 2023, arXiv 2310.05736) and LongLLMLingua (Jiang et al., ACL 2024,
 arXiv 2310.06839), both from PyPI `llmlingua` 0.2.2, behind the EHPC interface.
 
-For comparison with EHPC (arXiv 2501.12959) only; LongLLMLingua is the baseline the EHPC paper times. The same model folder's causal LM is LLMLingua's
-small scoring model. Two offline shims, both at the library's boundary:
+For comparison with EHPC (arXiv 2501.12959) only; LongLLMLingua is the baseline the EHPC paper times.
+The same model folder's causal LM is LLMLingua's small scoring model. Two offline shims, both at the
+library's boundary:
 - its constructor calls `tiktoken.encoding_for_model("gpt-3.5-turbo")` (a download) only to count
   tokens: we hand it an encoder backed by the model's own tokenizer instead;
 - it passes and slices legacy tuple KV caches, which transformers 4.57 models no longer take: the
