@@ -45,9 +45,9 @@ def ehpc_folder(given: str | None, probe_tokens: int, progress) -> Path:
     if given:
         return Path(given)
     from compressor.models.builtin import materialize_builtin
-    from compressor.paths import compressor_home
+    from compressor.core.paths import compressor_home
     from compressor.prompt.commands import discover_folder
-    from compressor.prompt.spec import SPEC_FILE
+    from compressor.core.layout import PROMPT_SPEC_FILE as SPEC_FILE
     from compressor.prompt.stage import EvaluatorHeadsParams
 
     out = compressor_home() / "bench" / f"ehpc-smollm2-{probe_tokens}"

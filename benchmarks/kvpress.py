@@ -3,7 +3,7 @@
     python benchmarks/kvpress.py            # 4096 tokens, every press, window ablation + plot
     python benchmarks/kvpress.py --quick    # 1024 tokens, fewer points (a smoke run)
 
-Each press is measured by compressor.evaluate.long_context (teacher-forced ppl with the cache compressed
+Each press is measured by compressor.evaluate.kv.long_context (teacher-forced ppl with the cache compressed
 after every chunk, then greedy decoding at full cache) in its own fresh process, so the process's peak
 RSS rise belongs to that press alone. Ratios are against "none" measured in the same run.
 """
@@ -36,8 +36,8 @@ def one(model_id: str, press: dict, tokens: int, chunk: int, decode_tokens: int,
 
     if threads:
         torch.set_num_threads(threads)
-    from compressor.evaluate.kv_spec import KVPressSpec, LongContextSpec
-    from compressor.evaluate.long_context import measure_long_context
+    from compressor.evaluate.kv.spec import KVPressSpec, LongContextSpec
+    from compressor.evaluate.kv.long_context import measure_long_context
     from compressor.models.sources import load_model, resolve_source
 
     model, tokenizer = load_model(resolve_source(model_id).path, torch.device("cpu"))

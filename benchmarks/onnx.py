@@ -44,12 +44,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from compressor.evaluate.latency import fixed_prompt, time_per_token
-    from compressor.export.check import PROMPTS
-    from compressor.export.onnx_export import INT8_FILE, export_onnx
+    from compressor.core.layout import INT8_FILE
+    from compressor.export.onnx_export import export_onnx
+    from compressor.export.parity import PROMPTS
     from compressor.export.onnx_int8 import quantize_int8
-    from compressor.export.onnx_parity import onnx_parity, torch_reference
+    from compressor.export.parity import onnx_parity, torch_reference
     from compressor.models.sources import load_model, resolve_source
-    from compressor.runtimes.onnx_runtime import OnnxDecoder, open_session
+    from compressor.runtimes.onnx_decoder import OnnxDecoder, open_session
 
     source = resolve_source(args.model)
     threads = torch.get_num_threads()

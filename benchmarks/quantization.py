@@ -85,9 +85,9 @@ def main() -> None:
         parser.error(f"unknown schemes {unknown}; known: {', '.join(SCHEMES)}")
 
     from compressor.evaluate.judge import judge
-    from compressor.export.writer import folder_size_mb
+    from compressor.core.files import folder_size_mb
     from compressor.models.sources import pick_device
-    from compressor.recipe import EvalSpec
+    from compressor.evaluate.spec import EvalSpec
 
     latency = {"prompt_tokens": 256, "new_tokens": 64 if args.quick else 128, "runs": 3 if args.quick else 5}
     spec = EvalSpec(runtime=args.runtime, suite="quick" if args.quick else "default", latency=latency)

@@ -60,7 +60,7 @@ def main() -> None:
 
     from compressor.export.onnx_export import export_onnx
     from compressor.prompt import PromptCompressor
-    from compressor.prompt.onnx_runtime import OnnxPromptCompressor
+    from compressor.prompt.onnx_scorer import OnnxPromptCompressor
     from compressor.prompt.probes import build_probes
     from compressor.prompt.spec import read_spec
 

@@ -83,7 +83,7 @@ def settings(quick: bool, heal_steps: int | None) -> tuple[dict, dict, dict]:
 
 
 def row(group: str, name: str, report: dict) -> dict:
-    from compressor.report import _ppl
+    from compressor.reports.report import _ppl
 
     ev = report["eval"]
     heal = next((s["result"] for s in report["stages"] if s["stage"] == "heal"), None)
@@ -137,7 +137,7 @@ def main() -> None:
                               fresh_baseline=index == 0, progress=lambda m: print(f"    {m}", flush=True))
         rows.append(row(group, name, report))
         if baseline is None:
-            from compressor.report import _ppl
+            from compressor.reports.report import _ppl
 
             b = report["eval"]["baseline"]
             baseline = {"params": b["params"], "perf": b["perf"], "tpt_ms": b["tpt_ms"], "word_ppl": _ppl(b),

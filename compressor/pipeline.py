@@ -7,14 +7,19 @@ from pathlib import Path
 
 import yaml
 
-from compressor.atomic import atomic_dir, refuse_existing
-from compressor.export.writer import folder_size_mb, write_artifacts, write_model
+from compressor.catalogue import stage_function
+from compressor.core.atomic import atomic_dir, refuse_existing
+from compressor.core.files import folder_size_mb
+from compressor.core.layout import CONFIG_FILE, MODEL_DIR, RECIPE_FILE
+from compressor.core.versions import package_versions
+from compressor.evaluate.judge import judge
+from compressor.export.writer import write_artifacts, write_model
 from compressor.models.adapters import adapter_for
 from compressor.models.sources import content_hash, load_config, load_model, pick_device, pick_dtype, resolve_source
 from compressor.recipe import check_against_config
-from compressor.report import add_evaluation, write_reports
-from compressor.stages import StageContext, stage_function
-from compressor.versions import package_versions
+from compressor.reports.report import add_evaluation, write_reports
+from compressor.runtimes.vllm_runtime import require_vllm
+from compressor.stages import StageContext
 
 
 def _quiet(message: str) -> None:
@@ -33,8 +38,6 @@ def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force:
     check_against_config(recipe, config, recipe_source)
     run_eval = recipe.eval.enabled if evaluate is None else evaluate
     if run_eval and recipe.eval.runtime == "vllm":
-        from compressor.runtimes.vllm_runtime import require_vllm
-
         require_vllm()  # before the work: a failed evaluation discards the unfinished output
 
     progress(f"hashing source {source.id}")
@@ -68,11 +71,11 @@ def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     with atomic_dir(out_dir, force=force) as staging:
-        progress(f"writing {out_dir / 'model'}")
-        write_model(model, tokenizer, staging / "model", provenance)
+        progress(f"writing {out_dir / MODEL_DIR}")
+        write_model(model, tokenizer, staging / MODEL_DIR, provenance)
         write_artifacts(artifacts, staging)
         del model
-        (staging / "recipe.yaml").write_text(
+        (staging / RECIPE_FILE).write_text(
             yaml.safe_dump(recipe.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False))
         report = {
             "recipe": recipe.name,
@@ -80,15 +83,13 @@ def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force:
             "output": str(out_dir),
             "source": provenance["source"],
             "stages": stage_reports,
-            "model": {"size_mb": round(folder_size_mb(staging / "model"), 2),
-                      "num_hidden_layers": config_value(staging / "model", "num_hidden_layers")},
+            "model": {"size_mb": round(folder_size_mb(staging / MODEL_DIR), 2),
+                      "num_hidden_layers": config_value(staging / MODEL_DIR, "num_hidden_layers")},
             "versions": provenance["versions"],
         }
         if run_eval:
-            from compressor.evaluate.judge import judge
-
             baseline = source.path if recipe.eval.baseline else None
-            report = add_evaluation(report, judge(staging / "model", baseline, recipe.eval, device, progress,
+            report = add_evaluation(report, judge(staging / MODEL_DIR, baseline, recipe.eval, device, progress,
                                                   fresh_baseline))
         report["seconds"] = round(time.perf_counter() - started, 2)
         write_reports(report, staging)
@@ -103,4 +104,4 @@ def frozen_copy(model):
 
 
 def config_value(model_dir: Path, key: str):
-    return json.loads((Path(model_dir) / "config.json").read_text()).get(key)
+    return json.loads((Path(model_dir) / CONFIG_FILE).read_text()).get(key)

@@ -1,5 +1,8 @@
 """The stage registry: a recipe names a stage, the registry gives its parameters and its function.
 
+Stage modules register themselves when imported (`@register(Params)`); this module imports none of them.
+`compressor.catalogue`, a layer above the stages, imports every stage module and hands out the full list.
+
 A stage is `fn(model, tokenizer, params, ctx) -> model`. It never reads YAML, writes files or prints;
 what it wants in the report goes through `ctx.record`, files that must travel with the written model
 (or sit beside it) go through `ctx.artifact`: the pipeline writes them atomically with the weights.
@@ -76,18 +79,6 @@ def register(params_cls: type[StageParams]) -> Callable[[StageFn], StageFn]:
     return decorate
 
 
-def _load_all() -> None:
-    # importing the stage modules registers them
-    from compressor.edits import cast, drop_layers  # noqa: F401
-    from compressor.edits import heal, prune_heads, prune_mlp, reduce_hidden  # noqa: F401
-    from compressor.quantize import stage as quantize  # noqa: F401
-    from compressor.prompt import stage as prompt_stage  # noqa: F401
-
-
-def registry() -> dict[str, tuple[type[StageParams], StageFn]]:
-    _load_all()
+def registered() -> dict[str, tuple[type[StageParams], StageFn]]:
+    """The stages whose modules have been imported so far (compressor.catalogue imports all of them)."""
     return dict(_REGISTRY)
-
-
-def stage_function(name: str) -> StageFn:
-    return registry()[name][1]

@@ -10,7 +10,7 @@ import os
 import re
 from pathlib import Path
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 
 DEFAULT_URI = "file:./mlruns"
 EXPERIMENT = "compressor"

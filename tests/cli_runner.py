@@ -4,7 +4,7 @@ import sys
 
 
 def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    from compressor.cli import main
+    from compressor.cli.app import main
 
     monkeypatch.setattr(sys, "argv", ["compressor", *args])
     code = 0

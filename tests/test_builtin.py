@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 from compressor.models import builtin
 from compressor.models.builtin import BUILTIN_MODELS, materialize_builtin
 

@@ -8,16 +8,17 @@ import time
 
 import pytest
 
-from compressor.errors import CheckFailed, UserError
+from compressor.core.errors import CheckFailed, UserError
 from compressor.export import check
-from compressor.export.check import PROMPTS, check_output, compare, require_pass
-from compressor.paths import repo_root
+from compressor.export.check import check_output, require_pass
+from compressor.export.parity import PROMPTS, compare
+from repo import REPO_ROOT
 from compressor.pipeline import apply_recipe
 from compressor.recipe import load_recipe
 from compressor.runtimes.vllm_runtime import vllm_python
 from cli_runner import run_cli
 
-ROOT = repo_root()
+ROOT = REPO_ROOT
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
 
 
@@ -79,7 +80,7 @@ def test_corrupt_weights_fail_with_one_line(tmp_path, tiny_exaone4_dir):
 def test_unknown_runtime_and_missing_folder(tmp_path, tiny_llama_dir):
     with pytest.raises(UserError, match=r"unknown runtime 'tensorrt' \(known: transformers, vllm, onnxruntime\)"):
         check_output(tiny_llama_dir, "tensorrt")
-    with pytest.raises(UserError, match="no model/config.json"):
+    with pytest.raises(UserError, match="neither an output folder"):
         check_output(tmp_path, "transformers")
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from compressor.calibration import CalibrationSpec
+from compressor.data.calibration import CalibrationSpec
 from compressor.edits.drop_layers import DropLayersParams, choose_layers
 from compressor.models.adapters import adapter_for
 from compressor.pipeline import apply_recipe

@@ -10,12 +10,12 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from compressor.models.sources import content_hash, resolve_source
-from compressor.paths import repo_root
+from repo import REPO_ROOT
 from compressor.pipeline import apply_recipe
 from compressor.recipe import load_recipe
 
 pytestmark = pytest.mark.e2e
-ROOT = repo_root()
+ROOT = REPO_ROOT
 
 
 def greedy(folder, prompt="The capital of Italy is", new_tokens=8) -> str:

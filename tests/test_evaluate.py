@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from compressor.errors import UserError
-from compressor.evaluate.corpus import SPLITS, corpus_dir, load_corpus
+from compressor.core.errors import UserError
+from compressor.data.corpus import SPLITS, corpus_dir, load_corpus
 from compressor.evaluate.latency import fixed_prompt, time_per_token
 from compressor.evaluate.perplexity import perplexity
 from compressor.evaluate.score import score

@@ -1,14 +1,15 @@
 import pytest
 import torch
 
-from compressor.errors import UserError
-from compressor.evaluate.corpus import load_corpus
+from compressor.core.errors import UserError
+from compressor.data.corpus import load_corpus
 from compressor.heal.data import Batches, train_and_holdout
 from compressor.heal.loop import lr_factor
 from compressor.heal.loss import kd_loss
 from compressor.models.tiny import byte_tokenizer
 from compressor.recipe import parse_recipe
-from compressor.stages import StageContext, stage_function
+from compressor.catalogue import stage_function
+from compressor.stages import StageContext
 from structural_helpers import CALIBRATION, apply_tiny, load, logits, one_thread  # noqa: F401
 
 HEAL = {"stage": "heal", "steps": 40, "lr": 3e-3, "seq_len": 64, "batch": 4, "holdout": 4}

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from compressor.calibration import CalibrationSpec, calibration_windows
+from compressor.data.calibration import CalibrationSpec, calibration_windows
 from compressor.edits import layer_importance
 from compressor.edits.importance import L2OfMeanAbs, collect_importance
 from compressor.models.adapters import adapter_for

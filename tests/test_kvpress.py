@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from cli_runner import run_cli
-from compressor.errors import UserError
-from compressor.evaluate.kv_press import _ShiftedRotary, build_press, check_press_for_model
-from compressor.evaluate.kv_runtime import PressRuntime
-from compressor.evaluate.kv_spec import PRESSES, KVPressSpec, LongContextSpec
-from compressor.evaluate.long_context import ablation_points, measure_long_context, measure_points
+from compressor.core.errors import UserError
+from compressor.evaluate.kv.press import _ShiftedRotary, build_press, check_press_for_model
+from compressor.evaluate.kv.runtime import PressRuntime
+from compressor.evaluate.kv.spec import PRESSES, KVPressSpec, LongContextSpec
+from compressor.evaluate.kv.long_context import ablation_points, measure_long_context, measure_points
 from compressor.models.sources import load_model
 from compressor.models.tiny import save_tiny
 from compressor.recipe import load_recipe, parse_recipe
@@ -110,7 +110,7 @@ def test_long_context_ppl_without_press_is_the_teacher_forced_ppl(tiny, ids, mon
     assert result["ppl"] == pytest.approx(expected, rel=1e-4)
     assert result["cache_positions_after_prefill"] == 384 and result["cache_positions_after_decode"] == 388
 
-    monkeypatch.setattr("compressor.evaluate.long_context.long_document_ids", lambda tok, n: doc[:n])
+    monkeypatch.setattr("compressor.evaluate.kv.long_context.long_document_ids", lambda tok, n: doc[:n])
     points = measure_points(model, tokenizer, [KVPressSpec(), KVPressSpec(press="knorm", ratio=0.5),
                                                KVPressSpec(press="streaming_llm", n_sink=4, window=60)],
                             LongContextSpec(tokens=384, chunk=128, decode_tokens=3))
@@ -136,7 +136,7 @@ def test_expected_attention_sees_the_chunk_position():
 def test_exaone4_queries_get_qk_norm(tmp_path):
     import kvpress.presses.snapkv_press as snap
 
-    from compressor.evaluate.kv_press import _query_norm_patch
+    from compressor.evaluate.kv.press import _query_norm_patch
 
     model, _ = load_model(save_tiny("exaone4", tmp_path / "e"), torch.device("cpu"))
     attention = model.model.layers[0].self_attn
@@ -198,14 +198,14 @@ def test_cli_refuses_bad_press_before_work(monkeypatch, capsys, tiny_llama_dir):
 
 
 def test_recipes_reproduce_the_documents():
-    from compressor.paths import repo_root
+    from repo import REPO_ROOT
 
-    streaming = load_recipe(repo_root() / "recipes" / "streaming-llm.yaml")
+    streaming = load_recipe(REPO_ROOT / "recipes" / "streaming-llm.yaml")
     assert streaming.eval.kv_press.label() == "streaming_llm@4+1024" and streaming.eval.long_context.tokens >= 4096
     points = [p.label() for p in ablation_points(streaming.eval.kv_press, streaming.eval.long_context)]
     assert points[0] == "none" and sum(p.endswith("+1024") for p in points) >= 1
     assert len({p.split("+")[1] for p in points[1:]}) >= 4 and len({p.split("@")[1].split("+")[0] for p in points[1:]}) >= 3
-    snapkv = load_recipe(repo_root() / "recipes" / "snapkv.yaml")
+    snapkv = load_recipe(REPO_ROOT / "recipes" / "snapkv.yaml")
     points = [p.label() for p in ablation_points(snapkv.eval.kv_press, snapkv.eval.long_context)]
     assert {"none", "snapkv@0.5", "knorm@0.5", "expected_attention@0.5"} <= set(points)
 

@@ -11,20 +11,22 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from cli_runner import run_cli
-from compressor.errors import CheckFailed, UserError
-from compressor.export.check import PROMPTS, check_output
-from compressor.export.onnx_export import INT8_FILE, RECORD_FILE, export_onnx
+from compressor.core.errors import CheckFailed, UserError
+from compressor.export.check import check_output
+from compressor.export.parity import PROMPTS
+from compressor.core.layout import INT8_FILE, ONNX_RECORD_FILE as RECORD_FILE
+from compressor.export.onnx_export import export_onnx
 from compressor.export.onnx_int8 import quantize_int8
 from compressor.export.package import package
 from compressor.export.targets import Target
 from compressor.models.sources import content_hash
 from compressor.models.tiny import byte_tokenizer, tiny_llama_config, tiny_model
-from compressor.paths import repo_root
+from repo import REPO_ROOT
 from compressor.pipeline import apply_recipe
 from compressor.recipe import parse_recipe
-from compressor.runtimes.onnx_runtime import OnnxDecoder, load_ort_model, open_session
+from compressor.runtimes.onnx_decoder import OnnxDecoder, load_ort_model, open_session
 
-ROOT = repo_root()
+ROOT = REPO_ROOT
 FP32_ATOL = 1e-4  # fp32 ONNX vs fp32 torch on the tiny models: measured ~6e-6
 
 

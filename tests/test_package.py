@@ -10,12 +10,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from compressor.errors import CheckFailed, UserError
+from compressor.core.errors import CheckFailed, UserError
 from compressor.export.package import package
 from compressor.export.targets import Target, check_model_dir, load_target, rewrite_config
-from compressor.paths import repo_root
+from repo import REPO_ROOT
 
-TARGETS = repo_root() / "export" / "targets"
+TARGETS = REPO_ROOT / "export" / "targets"
 LG = TARGETS / "lg-aimers.yaml"
 
 
@@ -249,7 +249,7 @@ def test_targets_in_repo_load():
 
 
 def test_create_submit_sh(tmp_path, tiny_llama_dir):
-    script = repo_root() / "create_submit.sh"
+    script = REPO_ROOT / "create_submit.sh"
     usage = subprocess.run([str(script)], capture_output=True, text=True)
     assert usage.returncode == 2 and "usage:" in usage.stderr
 
@@ -257,10 +257,10 @@ def test_create_submit_sh(tmp_path, tiny_llama_dir):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     shim = bin_dir / "compressor"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -c "from compressor.cli import main; main()" "$@"\n')
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -c "from compressor.cli.app import main; main()" "$@"\n')
     shim.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": f"{repo_root()}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+           "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     out = make_out(tmp_path, tiny_llama_dir)
     done = subprocess.run([str(script), str(out)], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr

@@ -6,7 +6,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import compressor.pipeline as pipeline
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 from compressor.models.sources import content_hash
 from compressor.recipe import parse_recipe
 

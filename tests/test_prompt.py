@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from cli_runner import run_cli
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 from compressor.models.adapters import adapter_for
 from compressor.models.tiny import byte_tokenizer, tiny_exaone4_config, tiny_llama_config, tiny_model
 from compressor.pipeline import apply_recipe
@@ -19,7 +19,8 @@ from compressor.prompt.discovery import choose_heads, discover
 from compressor.prompt.probes import paragraphs
 from compressor.prompt.scorer import load_scorer, scorer_from_model
 from compressor.prompt.selection import select_tokens
-from compressor.prompt.spec import HEATMAP_FILE, SPEC_FILE, read_spec
+from compressor.core.layout import HEATMAP_FILE, PROMPT_SPEC_FILE as SPEC_FILE
+from compressor.prompt.spec import read_spec
 from compressor.prompt.stage import EvaluatorHeadsParams
 from compressor.recipe import parse_recipe
 

@@ -6,7 +6,7 @@ import importlib.util
 import pytest
 
 from compressor.models.builtin import materialize_builtin
-from compressor.paths import repo_root
+from repo import REPO_ROOT
 from compressor.prompt.commands import discover_folder
 from compressor.prompt.spec import read_spec
 from compressor.prompt.stage import EvaluatorHeadsParams
@@ -27,7 +27,7 @@ def smol_ehpc(tmp_path_factory):
 def passkey_item():
     from transformers import AutoTokenizer
 
-    spec = importlib.util.spec_from_file_location("make_ehpc_tasks", repo_root() / "scripts" / "make_ehpc_tasks.py")
+    spec = importlib.util.spec_from_file_location("make_ehpc_tasks", REPO_ROOT / "scripts" / "make_ehpc_tasks.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     tokenizer = AutoTokenizer.from_pretrained(materialize_builtin("smollm2-135m"))
@@ -84,7 +84,7 @@ def test_scorer_onnx_export_compresses_like_torch(smol_ehpc, passkey_item, tmp_p
 
     from compressor.export.onnx_export import export_onnx
     from compressor.prompt import PromptCompressor
-    from compressor.prompt.onnx_runtime import OnnxPromptCompressor
+    from compressor.prompt.onnx_scorer import OnnxPromptCompressor
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

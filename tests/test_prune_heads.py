@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from compressor.edits.prune_heads import choose_heads
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 from compressor.models.adapters import adapter_for
 from structural_helpers import CALIBRATION, IDS, apply_tiny, load, logits, one_thread  # noqa: F401
 

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 from compressor.models.adapters import adapter_for
 from structural_helpers import CALIBRATION, IDS, apply_tiny, load, logits, one_thread  # noqa: F401
 

@@ -9,7 +9,7 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 import compressor.pipeline as pipeline
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 from compressor.export.target_rules import RULES, ModelDir
 from compressor.models.adapters import ADAPTERS
 from compressor.quantize.schemes import SCHEMES
@@ -60,7 +60,7 @@ def relative_error(got, ref) -> float:
 @pytest.fixture(scope="module")
 def token_ids():
     """2 x 64 tokens of held-out text (corpus eval split; calibration uses the calibration split)."""
-    from compressor.evaluate.corpus import load_corpus
+    from compressor.data.corpus import load_corpus
     from compressor.models.tiny import byte_tokenizer
 
     tokenizer = byte_tokenizer()
@@ -241,8 +241,8 @@ def test_cli_rejects_fp8_for_bitsandbytes(monkeypatch, capsys, tmp_path):
 
 
 def test_w8a8_output_evaluates_in_the_torch_runtime(tiny_llama_dir, tmp_path):
-    from compressor.evaluate.evaluate_dir import evaluate_output
-    from compressor.recipe import EvalSpec
+    from compressor.evaluate.output import evaluate_output
+    from compressor.evaluate.spec import EvalSpec
 
     out = tmp_path / "out"
     pipeline.apply_recipe(recipe_for(tiny_llama_dir, [{"stage": "quantize", "scheme": "w8a8-int8"}]), "q.yaml", out_dir=out)

@@ -4,7 +4,7 @@ import pytest
 
 from compressor.export.check import check_output
 from compressor.export.target_rules import ModelDir
-from compressor.paths import repo_root
+from repo import REPO_ROOT
 from compressor.pipeline import apply_recipe
 from compressor.recipe import load_recipe
 from compressor.runtimes.vllm_runtime import vllm_python
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def smollm2_w8a8(tmp_path_factory):
     out = tmp_path_factory.mktemp("smollm2") / "w8a8"
-    report = apply_recipe(load_recipe(repo_root() / "recipes/w8a8.yaml"), "recipes/w8a8.yaml", out_dir=out,
+    report = apply_recipe(load_recipe(REPO_ROOT / "recipes/w8a8.yaml"), "recipes/w8a8.yaml", out_dir=out,
                           evaluate=False)
     return out, report
 

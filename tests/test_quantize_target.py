@@ -18,10 +18,10 @@ import compressor.pipeline as pipeline
 from compressor.export.package import package
 from compressor.export.quantization_config import rewrite_quantization_config
 from compressor.export.targets import QuantizationArgsRewrites, load_target
-from compressor.paths import repo_root
+from repo import REPO_ROOT
 from compressor.recipe import parse_recipe
 
-CT013_PYTHON = repo_root() / ".venv-ct013" / "bin" / "python"
+CT013_PYTHON = REPO_ROOT / ".venv-ct013" / "bin" / "python"
 needs_ct013 = pytest.mark.skipif(not CT013_PYTHON.is_file(), reason="no .venv-ct013: run `make install-ct013`")
 
 # Runs in .venv-ct013: validate quantization_config the way vLLM 0.14.1 / transformers parse it, then load.
@@ -70,7 +70,7 @@ def test_rewrite_drops_only_what_does_not_change_the_meaning():
 
 
 def test_lg_aimers_target_declares_the_rewrite():
-    rules = load_target(repo_root() / "export/targets/lg-aimers.yaml").config.quantization_args
+    rules = load_target(REPO_ROOT / "export/targets/lg-aimers.yaml").config.quantization_args
     assert rules.drop_unless == {"actorder": {"strategy": "group"}}
     assert set(rules.drop_null) == {"scale_dtype", "zp_dtype"}
 
@@ -88,7 +88,7 @@ def packaged_gptq_w8a8(tmp_path_factory, tiny_exaone4_dir):
     recipe = parse_recipe({"name": "w8a8-gptq", "model": str(tiny_exaone4_dir), "stages": [GPTQ_W8A8],
                            "eval": {"enabled": False}})
     pipeline.apply_recipe(recipe, "w8a8-gptq.yaml", out_dir=out)
-    result = package(out, load_target(repo_root() / "export/targets/lg-aimers.yaml"))
+    result = package(out, load_target(REPO_ROOT / "export/targets/lg-aimers.yaml"))
     unzipped = out / "unzipped"
     with zipfile.ZipFile(result["zip"]) as zf:
         zf.extractall(unzipped)

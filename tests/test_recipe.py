@@ -1,7 +1,7 @@
 import pytest
 
-from compressor.errors import UserError
-from compressor.paths import repo_root
+from compressor.core.errors import UserError
+from repo import REPO_ROOT
 from compressor.recipe import check_against_config, load_recipe, parse_recipe
 from compressor.models.tiny import tiny_llama_config
 
@@ -13,7 +13,7 @@ def error_of(data) -> str:
 
 
 def test_every_shipped_recipe_validates():
-    paths = sorted((repo_root() / "recipes").glob("*.yaml"))
+    paths = sorted((REPO_ROOT / "recipes").glob("*.yaml"))
     assert {"fp16.yaml", "bf16.yaml", "drop-layers.yaml"} <= {p.name for p in paths}
     for path in paths:
         recipe = load_recipe(path)

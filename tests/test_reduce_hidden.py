@@ -5,10 +5,11 @@ import torch
 from safetensors import safe_open
 
 from compressor.edits.reduce_hidden import norm_scale
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 from compressor.models.adapters import adapter_for
 from compressor.models.tiny import byte_tokenizer, tiny_llama_config, tiny_model
-from compressor.stages import StageContext, stage_function
+from compressor.catalogue import stage_function
+from compressor.stages import StageContext
 from compressor.recipe import parse_recipe
 from structural_helpers import CALIBRATION, IDS, apply_tiny, load, logits, one_thread  # noqa: F401
 

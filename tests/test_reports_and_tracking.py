@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from cli_runner import run_cli
-from compressor.report import add_evaluation, comparison_rows, eval_label, evaluations, markdown
+from compressor.reports.report import add_evaluation, comparison_rows, eval_label, evaluations, markdown
 from compressor.tracking import metric_name, run_metrics, run_params
 
 FAST = ["--limit", "2", "--prompt-tokens", "8", "--new-tokens", "2", "--runs", "1"]

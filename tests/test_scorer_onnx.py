@@ -13,15 +13,16 @@ import onnxruntime as ort
 import pytest
 import torch
 
-import compressor.runtimes.onnx_runtime as runtime_module
+import compressor.runtimes.onnx_decoder as runtime_module
 from cli_runner import run_cli
-from compressor.errors import CheckFailed, UserError
+from compressor.core.errors import CheckFailed, UserError
 from compressor.export import scorer_onnx
-from compressor.export.onnx_export import RECORD_FILE, export_onnx
+from compressor.core.layout import ONNX_RECORD_FILE as RECORD_FILE
+from compressor.export.onnx_export import export_onnx
 from compressor.prompt import PromptCompressor
-from compressor.prompt.onnx_runtime import OnnxPromptCompressor
+from compressor.prompt.onnx_scorer import OnnxPromptCompressor
 from compressor.prompt.probes import paragraphs
-from compressor.prompt.spec import SPEC_FILE
+from compressor.core.layout import PROMPT_SPEC_FILE as SPEC_FILE
 from test_prompt import ENGLISH, KOREAN, _spec_for
 
 ATOL = 1e-4  # fp32 vs fp32; measured ~5e-8 on these models

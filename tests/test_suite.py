@@ -5,13 +5,13 @@ import pytest
 import torch
 import yaml
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 from compressor.evaluate import baseline_cache
 from compressor.evaluate.judge import judge
 from compressor.evaluate.suite import aggregate, include_folder, load_suite, metric_value, run_suite_torch
 from compressor.models.sources import load_model
 from compressor.models.tiny import save_tiny
-from compressor.recipe import EvalSpec
+from compressor.evaluate.spec import EvalSpec
 
 QUICK = {"suite": "quick", "limit": 2, "latency": {"prompt_tokens": 8, "new_tokens": 2, "runs": 1, "warmup": 0}}
 

@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from compressor.paths import repo_root
+from repo import REPO_ROOT
 from compressor.runtimes.vllm_runtime import vllm_python
 
-ROOT = repo_root()
+ROOT = REPO_ROOT
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(vllm_python() is None, reason="no .venv-vllm: run `make install-vllm` (CI does)"),

@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from compressor.calibration import CalibrationSpec, calibration_windows
+from compressor.data.calibration import CalibrationSpec, calibration_windows
 from compressor.edits import layer_importance
 from compressor.stages import StageParams, register
 

@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from compressor.calibration import CalibrationSpec, calibration_windows
+from compressor.data.calibration import CalibrationSpec, calibration_windows
 from compressor.edits.importance import collect_importance
 from compressor.edits.slicing import slice_embedding, slice_linear, slice_norm
 from compressor.edits.target_size import count_or_fraction, resolve_size

@@ -11,7 +11,7 @@ import os
 import platform
 from pathlib import Path
 
-from compressor.paths import compressor_home
+from compressor.core.paths import compressor_home
 
 
 def machine_id(device: str) -> dict:

@@ -1,30 +1,43 @@
 """`compressor bench DIR`: time per output token of a saved model in torch or vLLM, batch 1 and batched."""
 
 import gc
-import resource
 from pathlib import Path
 
 import torch
 
+from compressor.evaluate.kv.long_context import ablation_points, measure_points
+from compressor.evaluate.kv.runtime import time_per_token_press
 from compressor.evaluate.latency import time_per_token
+from compressor.evaluate.model_facts import peak_rss_mb
+from compressor.evaluate.spec import EvalSpec, LatencySpec, check_folders
 from compressor.models.sources import load_model
+from compressor.runtimes.vllm_runtime import run_vllm
 
 
 def _peak_mb(device) -> dict:
-    peak = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    peak = {"peak_rss_mb": peak_rss_mb()}
     if device.type == "cuda":
         peak["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return peak
 
 
-def bench_torch(folder: Path, device, prompt_tokens: int, new_tokens: int, runs: int, warmup: int,
-                batch_sizes: list[int]) -> dict:
+def bench(folder: Path, spec: EvalSpec, device) -> dict:
+    """The timing `spec` asks for: through the press loop (a press or a long-context pass), vLLM, or torch."""
+    if spec.press_run() or spec.long_context is not None:
+        return bench_torch_press(folder, device, spec)
+    if spec.runtime == "vllm":
+        return bench_vllm(folder, spec.latency)
+    return bench_torch(folder, device, spec.latency)
+
+
+def bench_torch(folder: Path, device, latency: LatencySpec) -> dict:
     model, tokenizer = load_model(folder, device)
     try:
         per_batch = {}
-        for batch in batch_sizes:
-            result = time_per_token(model, tokenizer, prompt_tokens=prompt_tokens, new_tokens=new_tokens,
-                                    runs=runs, warmup=warmup, batch_size=batch)
+        for batch in latency.batch_sizes:
+            result = time_per_token(model, tokenizer, prompt_tokens=latency.prompt_tokens,
+                                    new_tokens=latency.new_tokens, runs=latency.runs, warmup=latency.warmup,
+                                    batch_size=batch)
             result["output_tokens_per_s"] = batch * 1000.0 / result["tpt_ms_median"]
             per_batch[str(batch)] = result
         return {"runtime": "torch", "device": str(device), "batches": per_batch, **_peak_mb(device)}
@@ -33,24 +46,15 @@ def bench_torch(folder: Path, device, prompt_tokens: int, new_tokens: int, runs:
         gc.collect()
 
 
-def bench_vllm(folder: Path, prompt_tokens: int, new_tokens: int, runs: int, warmup: int,
-               batch_sizes: list[int]) -> dict:
-    from compressor.runtimes.vllm_runtime import run_vllm
-
-    result = run_vllm({"model": str(folder), "bench": {"prompt_tokens": prompt_tokens, "new_tokens": new_tokens,
-                                                        "runs": runs, "warmup": warmup, "batch_sizes": batch_sizes}})
+def bench_vllm(folder: Path, latency: LatencySpec) -> dict:
+    result = run_vllm({"model": str(folder), "bench": latency.model_dump()})
     return {"runtime": "vllm", "device": "vllm-cpu", "batches": result["bench"], "load_s": result["load_s"],
             "dtype": result.get("dtype"), "versions": result["versions"], "peak_rss_mb": result.get("peak_rss_mb")}
 
 
-def bench_torch_press(folder: Path, device, spec, warmup: int) -> dict:
+def bench_torch_press(folder: Path, device, spec: EvalSpec) -> dict:
     """Time per token through the KV-press loop, with and without the press, and the long-context pass."""
-    from transformers import AutoConfig
-
-    from compressor.evaluate.kv_runtime import time_per_token_press
-    from compressor.evaluate.long_context import ablation_points, check_run, measure_points
-
-    check_run(spec, [AutoConfig.from_pretrained(folder)])
+    check_folders(spec, [folder])
     press = spec.kv_press if spec.press_run() else None
     model, tokenizer = load_model(folder, device)
     lat = spec.latency
@@ -59,7 +63,7 @@ def bench_torch_press(folder: Path, device, spec, warmup: int) -> dict:
         out = {}
         for batch in lat.batch_sizes:
             r = time_per_token_press(model, tokenizer, p, prompt_tokens=lat.prompt_tokens, new_tokens=lat.new_tokens,
-                                     runs=lat.runs, warmup=warmup, batch_size=batch)
+                                     runs=lat.runs, warmup=lat.warmup, batch_size=batch)
             r["output_tokens_per_s"] = batch * 1000.0 / r["tpt_ms_median"]
             out[str(batch)] = r
         return out

@@ -15,7 +15,8 @@ import time
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
+from compressor.data.corpus import leading_token_ids
 
 
 class _Clock(LogitsProcessor):
@@ -32,8 +33,6 @@ class _Clock(LogitsProcessor):
 
 def fixed_prompt(tokenizer, prompt_tokens: int) -> list[int]:
     """Exactly `prompt_tokens` ids from the start of the corpus eval split (no special tokens)."""
-    from compressor.evaluate.corpus import leading_token_ids
-
     ids = leading_token_ids(tokenizer, "eval", prompt_tokens)
     if len(ids) < prompt_tokens:
         raise UserError(f"the corpus eval split has fewer than {prompt_tokens} tokens")

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
+from compressor.data.corpus import load_corpus
 from compressor.evaluate.lm_eval_runner import evaluate_tasks
 
 TASK_NAME = "compressor_corpus_perplexity"
@@ -60,8 +61,6 @@ def perplexity(model, tokenizer, docs: list[str] | None = None, split: str = "ev
     The model and tokenizer are left as they were (see `lm_eval_runner.evaluate_tasks`).
     """
     if docs is None:
-        from compressor.evaluate.corpus import load_corpus
-
         docs = load_corpus(split, limit)
     elif limit is not None:
         docs = docs[:limit]

@@ -1,7 +1,7 @@
 """Evaluation suites: a YAML naming lm-eval tasks, how many items of each, and how Perf is aggregated.
 
-Task YAMLs live in `eval/tasks/` (plus any `task_dirs` a suite names); they are copied into a temporary
-include folder with relative `data_files` made absolute, because lm-eval resolves them against the
+Task YAMLs live in the packaged `eval/tasks/` (plus any `task_dirs` a suite names); they are copied into a
+temporary include folder with relative `data_files` made absolute, because lm-eval resolves them against the
 working directory. A suite may also name any lm-eval task (`include_defaults: true`, needs the hub).
 """
 
@@ -14,11 +14,14 @@ from typing import Iterator
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from compressor.errors import UserError
-from compressor.paths import repo_root
+from compressor.core.errors import UserError
+from compressor.core.resources import eval_dir
+from compressor.core.validation import format_validation_error
 
-BUILTIN_TASKS = repo_root() / "eval" / "tasks"
-SUITES = repo_root() / "eval" / "suites"
+BUILTIN_TASKS = eval_dir() / "tasks"
+SUITES = eval_dir() / "suites"
+# the packaged task YAMLs name their data files relative to the folder holding eval/
+BUILTIN_DATA_BASE = eval_dir().parent
 
 
 class SuiteTask(BaseModel):
@@ -53,8 +56,6 @@ def load_suite(name_or_path: str | Path) -> Suite:
         data = yaml.safe_load(path.read_text())
         suite = Suite.model_validate({**data, "source": path})
     except ValidationError as error:
-        from compressor.recipe import format_validation_error
-
         raise UserError(format_validation_error(str(path), error)) from None
     suite.task_dirs = [d if d.is_absolute() else (path.parent / d).resolve() for d in suite.task_dirs]
     if not suite.weighted():
@@ -64,7 +65,7 @@ def load_suite(name_or_path: str | Path) -> Suite:
 
 def _task_files(suite: Suite) -> list[tuple[Path, Path]]:
     """(task yaml, folder its relative data paths resolve against)."""
-    files = [(f, repo_root()) for f in sorted(BUILTIN_TASKS.glob("*.yaml"))]
+    files = [(f, BUILTIN_DATA_BASE) for f in sorted(BUILTIN_TASKS.glob("*.yaml"))]
     for folder in suite.task_dirs:
         files += [(f, f.parent) for f in sorted(Path(folder).glob("*.yaml"))]
     return files
@@ -120,7 +121,7 @@ def aggregate(suite: Suite, per_task: dict[str, dict]) -> float:
 def run_suite_torch(model, tokenizer, suite: Suite, batch_size: int = 8, limit: int | None = None,
                     progress=lambda message: None, lm_class=None) -> dict:
     """Every task of the suite on an in-memory transformers model; {task: {metric: value}}."""
-    from compressor.evaluate.lm_eval_runner import evaluate_tasks
+    from compressor.evaluate.lm_eval_runner import evaluate_tasks  # lm-eval and torch: only when tasks run
 
     per_task = {}
     with include_folder(suite) as folder:

@@ -24,11 +24,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from compressor.errors import CheckFailed, UserError
+from compressor.core.errors import CheckFailed, UserError
+from compressor.core.layout import ONNX_FILE, SCORER_FILE, resolve
+from compressor.export.parity import DEFAULT_MIN_AGREEMENT, PROMPTS, compare, greedy
+from compressor.models.sources import load_model
+from compressor.runtimes.onnx_decoder import OnnxDecoder, open_session
+from compressor.runtimes.vllm_runtime import require_vllm, run_vllm
 
 RUNTIMES = ("transformers", "vllm", "onnxruntime")
-PROMPTS = ("The capital of France is", "def fibonacci(n):", "대한민국의 수도는", "1, 2, 3, 4,")
-DEFAULT_MIN_AGREEMENT = 0.5  # greedy legitimately diverges after near-ties once weights are half precision
 TOP_LOGPROBS = 5
 
 
@@ -39,29 +42,6 @@ def _quiet(message: str) -> None:
 def _one_line(text: str, limit: int = 400) -> str:
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def greedy(model, prompt_ids: list[list[int]], max_tokens: int) -> list[dict]:
-    """Greedy continuation of each prompt (batch 1, no padding): exactly `max_tokens` ids and first-step logits.
-
-    Self-contained (it also runs, as source, in the fresh transformers subprocess).
-    """
-    import torch
-    from transformers import GenerationConfig
-
-    # a fresh config: the checkpoint's generation_config.json (sampling, lengths) must not steer the check;
-    # min_new_tokens masks EOS so every continuation has max_tokens ids (vLLM: min_tokens)
-    config = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=max_tokens, min_new_tokens=max_tokens)
-    out = []
-    for ids in prompt_ids:
-        input_ids = torch.tensor([ids], dtype=torch.long, device=model.device)
-        with torch.no_grad():
-            generated = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
-                                       generation_config=config, use_model_defaults=False,
-                                       return_dict_in_generate=True, output_logits=True)
-        out.append({"token_ids": generated.sequences[0, len(ids):].tolist(),
-                    "first_logits": generated.logits[0][0].float().cpu()})
-    return out
 
 
 def is_quantized(folder: Path) -> bool:
@@ -75,8 +55,6 @@ def reference(folder: Path, prompts: list[str], max_tokens: int, dtype="float32"
     """The tool's own greedy output: `load_model` on CPU in `dtype` (fp32, or "auto": as stored)."""
     import torch
     import transformers
-
-    from compressor.models.sources import load_model
 
     start = time.perf_counter()
     try:
@@ -155,8 +133,6 @@ def run_transformers(folder: Path, prompts: list[str], prompt_ids: list[list[int
 
 def run_vllm_check(folder: Path, prompts: list[str], prompt_ids: list[list[int]], max_tokens: int,
                    eager: bool = False) -> dict:
-    from compressor.runtimes.vllm_runtime import require_vllm, run_vllm
-
     require_vllm()  # no vLLM environment is the user's setup, not a failed check
     request = {"model": str(folder), "max_model_len": 1024, "enforce_eager": eager,
                "generate": {"prompts": prompts, "prompt_token_ids": prompt_ids, "max_tokens": max_tokens,
@@ -176,15 +152,10 @@ def run_vllm_check(folder: Path, prompts: list[str], prompt_ids: list[list[int]]
 
 def onnx_artifact(output_dir: Path, onnx: Path | None = None) -> Path:
     """The .onnx file to check: `onnx` (a file, or a folder holding model.onnx), else OUTPUT_DIR/onnx/model.onnx."""
-    from compressor.export.onnx_export import default_onnx_dir
-    from compressor.runtimes.onnx_runtime import ONNX_FILE
-
-    path = Path(onnx) if onnx else default_onnx_dir(output_dir)
+    path = Path(onnx) if onnx else resolve(output_dir).onnx_dir
     if path.is_dir() or not path.suffix:
         path = path / ONNX_FILE
     if not path.is_file():
-        from compressor.export.scorer_onnx import SCORER_FILE
-
         if (path.parent / SCORER_FILE).is_file():
             raise CheckFailed(f"{path.parent}: holds only the prompt scorer ({SCORER_FILE}, `export onnx --scorer-only`), "
                               f"which `export onnx` checked against torch when it wrote it; the causal LM's {path.name} "
@@ -203,7 +174,6 @@ def run_onnxruntime(onnx_path: Path, prompts: list[str], prompt_ids: list[list[i
     import torch
     from transformers import AutoTokenizer
 
-    from compressor.runtimes.onnx_runtime import OnnxDecoder, open_session
 
     start = time.perf_counter()
     try:
@@ -233,48 +203,6 @@ def run_onnxruntime(onnx_path: Path, prompts: list[str], prompt_ids: list[list[i
 RUNNERS = {"transformers": run_transformers, "vllm": run_vllm_check, "onnxruntime": run_onnxruntime}
 
 
-def _positions(expected: list[int], got: list[int], n: int) -> tuple[float, int]:
-    same = [i < len(got) and got[i] == expected[i] for i in range(min(n, len(expected)))]
-    prefix = next((i for i, ok in enumerate(same) if not ok), len(same))
-    return sum(same) / n, prefix
-
-
-def _first_step_diff(ref_logits, run: dict) -> dict:
-    import torch
-
-    if run.get("first_logits") is not None:
-        got = run["first_logits"]
-        if got.shape != ref_logits.shape:
-            return {"logits_max_abs_diff": None}
-        return {"logits_max_abs_diff": round(float((got.float() - ref_logits).abs().max()), 5)}
-    if run.get("first_logprobs"):  # vLLM: log-softmax of the raw logits, top-k ids only
-        ref = torch.log_softmax(ref_logits.float(), dim=-1)
-        diffs = [abs(lp - float(ref[int(t)])) for t, lp in run["first_logprobs"].items() if int(t) < len(ref)]
-        return {"logprobs_max_abs_diff": round(max(diffs), 5) if diffs else None}
-    return {}
-
-
-def compare(prompts: list[str], ref: dict, got: dict, max_tokens: int) -> list[dict]:
-    rows = []
-    for i, prompt in enumerate(prompts):
-        expected, run = ref["runs"][i], got["runs"][i]
-        agreement, prefix = _positions(expected["token_ids"], run["token_ids"], max_tokens)
-        rows.append({
-            "prompt": prompt,
-            "prompt_token_ids": ref["prompt_token_ids"][i],
-            "prompt_ids_match": list(got["text_prompt_token_ids"][i]) == list(ref["prompt_token_ids"][i]),
-            "agreement": round(agreement, 4),
-            "prefix_match": prefix,
-            "prefix_agreement": round(prefix / max_tokens, 4),
-            **_first_step_diff(expected["first_logits"], run),
-            "reference_text": ref["texts"][i],
-            "runtime_text": got["texts"][i],
-        })
-        if not rows[-1]["prompt_ids_match"]:
-            rows[-1]["runtime_prompt_token_ids"] = list(got["text_prompt_token_ids"][i])
-    return rows
-
-
 def check_output(output_dir: Path, runtime: str, max_tokens: int = 32, prompts=None,
                  min_agreement: float = DEFAULT_MIN_AGREEMENT, progress=_quiet, eager: bool = False,
                  onnx: Path | None = None) -> dict:
@@ -285,14 +213,12 @@ def check_output(output_dir: Path, runtime: str, max_tokens: int = 32, prompts=N
     Raises CheckFailed (one line) when the runtime cannot load or run the folder; otherwise returns the
     comparison with "passed" and, when it did not pass, "reasons".
     """
-    from compressor.evaluate.evaluate_dir import model_folder
-
     if runtime not in RUNTIMES:
         raise UserError(f"unknown runtime {runtime!r} (known: {', '.join(RUNTIMES)})")
     if max_tokens < 1:
         raise UserError("max_tokens must be at least 1")
     started = time.perf_counter()
-    folder = model_folder(output_dir)
+    folder = resolve(output_dir).model
     artifact = onnx_artifact(output_dir, onnx) if runtime == "onnxruntime" else folder  # missing: fail before work
     prompts = list(prompts or PROMPTS)
     dtype = "auto" if runtime == "transformers" and is_quantized(folder) else "float32"  # see the module doc

@@ -10,6 +10,8 @@ its next forward pass, so the in-memory model stays usable.
 
 from pathlib import Path
 
+from compressor.quantize.quiet import quiet_loguru
+
 
 def is_compressed_tensors_quantized(model) -> bool:
     return any(getattr(module, "quantization_scheme", None) is not None for module in model.modules())
@@ -20,8 +22,6 @@ def save_compressed(model, folder: Path, **save_kwargs) -> None:
     from compressed_tensors import ModelCompressor
     from compressed_tensors.offload import from_accelerate, to_accelerate
     from compressed_tensors.quantization import QuantizationStatus
-
-    from compressor.quantize.quiet import quiet_loguru
 
     with quiet_loguru():
         compressor = ModelCompressor.from_pretrained_model(model)

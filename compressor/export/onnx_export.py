@@ -19,16 +19,21 @@ import json
 import time
 from pathlib import Path
 
-from compressor.atomic import atomic_dir, refuse_existing
-from compressor.errors import CheckFailed, UserError
-from compressor.export.check import DEFAULT_MIN_AGREEMENT, PROMPTS
+from compressor.core.atomic import atomic_dir, refuse_existing
+from compressor.core.errors import CheckFailed, UserError
+from compressor.core.layout import (INT8_FILE, ONNX_FILE, ONNX_RECORD_FILE, PROMPT_SPEC_FILE, onnx_files,
+                                    resolve)
+from compressor.core.versions import package_versions
 from compressor.export.library_noise import quiet_libraries
-from compressor.runtimes.onnx_runtime import ONNX_FILE
+from compressor.export.onnx_configs import register_family_configs
+from compressor.export.onnx_int8 import METHODS, quantize_int8
+from compressor.export.parity import DEFAULT_MIN_AGREEMENT, PROMPTS, onnx_parity, torch_reference
+from compressor.export.scorer_onnx import write_scorer
+from compressor.models.adapters import adapter_for
+from compressor.models.sources import content_hash, load_model
+from compressor.prompt.spec import check_matches, read_spec
 
 TASK = "text-generation-with-past"
-INT8_FILE = "model_int8.onnx"
-RECORD_FILE = "compressor.json"
-ONNX_DIR = "onnx"
 # fp32 ONNX vs fp32 torch: ~1e-4 on SmolLM2 (30 layers), ~1e-5 on the tiny models; a wrong mask, rotary
 # or cache gives differences of order 1
 DEFAULT_ATOL = 1e-2
@@ -36,10 +41,6 @@ DEFAULT_ATOL = 1e-2
 
 def _quiet(message: str) -> None:
     pass
-
-
-def default_onnx_dir(output_dir: Path) -> Path:
-    return Path(output_dir) / ONNX_DIR
 
 
 def require_onnx_packages() -> None:
@@ -65,9 +66,6 @@ def export_model(model, tokenizer, folder: Path, task: str = TASK, onnx_config=N
     """
     from optimum.exporters.onnx import onnx_export_from_model
 
-    from compressor.export.onnx_configs import register_family_configs
-    from compressor.models.adapters import adapter_for
-
     adapter_for(model.config)  # only families with an adapter (their cache shape is known)
     register_family_configs()
     custom = {"model": onnx_config} if onnx_config is not None else None
@@ -76,26 +74,12 @@ def export_model(model, tokenizer, folder: Path, task: str = TASK, onnx_config=N
     tokenizer.save_pretrained(folder)
 
 
-def onnx_files(folder: Path, name: str) -> list[Path]:
-    """The .onnx file and its external data, if any."""
-    return sorted(p for p in folder.iterdir() if p.name == name or p.name.startswith(name + "_data")
-                  or p.name.startswith(name + ".data"))
-
-
 def _artifact(folder: Path, name: str, label: str, reference: dict, tokenizer, max_tokens: int) -> dict:
-    from compressor.export.onnx_parity import onnx_parity
-
     files = onnx_files(folder, name)
     parity = onnx_parity(folder / name, reference, tokenizer, max_tokens)
     return {"name": label, "file": name, "files": [p.name for p in files],
             "size_mb": round(sum(p.stat().st_size for p in files) / 2**20, 2), "load_s": parity["load_s"],
             **parity["summary"], "prompts": parity["prompts"], "parity_s": parity["seconds"]}
-
-
-def _versions() -> dict:
-    from compressor.versions import package_versions
-
-    return package_versions()
 
 
 def _check_target(folder: Path, target: Path) -> None:
@@ -106,15 +90,13 @@ def _check_target(folder: Path, target: Path) -> None:
 
 def _scorer_spec(folder: Path, config, scorer: bool | None, scorer_only: bool):
     """The pre-compressor spec to export the scorer of, or None; UserError when asked for and absent or stale."""
-    from compressor.prompt.spec import SPEC_FILE, check_matches, read_spec
-
     if scorer is False:
         if scorer_only:
             raise UserError("--scorer-only and --no-scorer contradict each other")
         return None
-    if not (folder / SPEC_FILE).is_file():
+    if not (folder / PROMPT_SPEC_FILE).is_file():
         if scorer or scorer_only:
-            raise UserError(f"{folder}: no {SPEC_FILE}, so no EHPC scorer to export (run `compressor prompt "
+            raise UserError(f"{folder}: no {PROMPT_SPEC_FILE}, so no EHPC scorer to export (run `compressor prompt "
                             f"discover` or a recipe with the evaluator_heads stage first, or drop --scorer)")
         return None
     spec = read_spec(folder)
@@ -127,12 +109,9 @@ def _preflight(output_dir: Path, out: Path | None, force: bool, int8: bool, int8
     """Every check that needs no model loaded: (model folder, target folder, config, scorer spec or None)."""
     from transformers import AutoConfig
 
-    from compressor.evaluate.evaluate_dir import model_folder
-    from compressor.export.onnx_int8 import METHODS
-    from compressor.models.adapters import adapter_for
-
-    folder = model_folder(output_dir)
-    target = Path(out) if out else default_onnx_dir(output_dir)
+    resolved = resolve(output_dir)
+    folder = resolved.model
+    target = Path(out) if out else resolved.onnx_dir
     _check_target(folder, target)
     refuse_existing(target, force)
     if int8_method not in METHODS:
@@ -169,10 +148,6 @@ def export_onnx(output_dir: Path, out: Path | None = None, int8: bool = False, i
     scorer: None exports the EHPC scorer when model/prompt_compressor.json exists, True requires it, False skips it.
     """
     import torch
-
-    from compressor.export.onnx_int8 import quantize_int8
-    from compressor.export.onnx_parity import torch_reference
-    from compressor.models.sources import content_hash, load_model
 
     started = time.perf_counter()
     folder, target, config, spec = _preflight(output_dir, out, force, int8, int8_method, atol, min_agreement,
@@ -212,8 +187,6 @@ def export_onnx(output_dir: Path, out: Path | None = None, int8: bool = False, i
                               "quantization": quantization})
         scorer_record = None
         if spec is not None:
-            from compressor.export.scorer_onnx import write_scorer
-
             try:
                 scorer_record = write_scorer(folder, staging, progress=progress)
             except CheckFailed as error:
@@ -235,8 +208,8 @@ def export_onnx(output_dir: Path, out: Path | None = None, int8: bool = False, i
             "passed": True,
             "artifacts": artifacts,
             "scorer": scorer_record,
-            "versions": _versions(),
+            "versions": package_versions(),
             "seconds": seconds,
         }
-        (staging / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        (staging / ONNX_RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return record

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from compressor.export.library_noise import quiet_libraries
+
 METHODS = ("matmul-nbits", "dynamic")
 BLOCK_SIZE = 32
 ACCURACY_LEVEL = 4  # MatMulNBits: int8 activations and int8 dot products
@@ -44,7 +46,6 @@ def quantize_int8(source: Path, target: Path, method: str = "matmul-nbits") -> d
     import onnx
     import onnxruntime.quantization.matmul_nbits_quantizer  # noqa: F401  (sets up logging on import: before quieting)
 
-    from compressor.export.library_noise import quiet_libraries
 
     if method not in METHODS:
         raise ValueError(f"unknown int8 method {method!r} (known: {', '.join(METHODS)})")

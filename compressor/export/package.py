@@ -8,11 +8,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from compressor.atomic import atomic_file, refuse_existing
-from compressor.errors import CheckFailed, UserError
+from compressor.core.atomic import atomic_file, refuse_existing
+from compressor.core.errors import CheckFailed, UserError
+from compressor.core.layout import CONFIG_FILE, MODEL_DIR, ZIP_NAME, resolve
+from compressor.export.check import check_output
 from compressor.export.targets import Target, check_model_dir, quantization_rewrites, rewrite_config
-
-ZIP_NAME = "submit.zip"
 # Weights barely deflate (bf16: ~26% at 46 MB/s with level 1, vs ~850 MB/s stored) and a 1.2B model is far
 # below the 10 GB limit in any dtype: store them, deflate the small text files.
 STORED_SUFFIXES = (".safetensors",)
@@ -43,7 +43,7 @@ def _stage(source: Path, staged: Path, files: list[Path], target: Target) -> lis
     for rel in files:
         src, dst = source / rel, staged / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        if rel == Path("config.json") and target.config.any():
+        if rel == Path(CONFIG_FILE) and target.config.any():
             try:
                 before = json.loads(src.read_text(encoding="utf-8"))
             except json.JSONDecodeError as error:
@@ -72,14 +72,11 @@ def _quiet(message: str) -> None:
 
 def _runtime_checks(staged: Path, source: Path, target: Target, progress) -> list[dict]:
     """`compressor check` of the staged (rewritten) folder in each of the target's runtimes; refuse on failure."""
-    from compressor.export.check import check_output
-    from compressor.export.onnx_export import default_onnx_dir
-
     results = []
     for runtime in target.runtime_checks:
         progress(f"runtime check: {runtime}")
         try:  # onnxruntime checks the output's ONNX export (never zipped: the zip holds the model folder only)
-            result = check_output(staged, runtime, progress=progress, onnx=default_onnx_dir(source.parent))
+            result = check_output(staged, runtime, progress=progress, onnx=resolve(source.parent).onnx_dir)
         except CheckFailed as error:
             raise CheckFailed(f"{source}: fails target {target.name}: runtime check {runtime}: "
                               f"{str(error).replace(str(staged), 'staged model')}") from None
@@ -95,7 +92,7 @@ def package(output_dir: Path, target: Target, force: bool = False, progress=_qui
     """Check a staged, rewritten copy of `output_dir/model` against `target` (rules, then runtime checks)
     and write `output_dir/submit.zip`."""
     output_dir = Path(output_dir)
-    source = output_dir / "model"
+    source = output_dir / MODEL_DIR
     if not source.is_dir():
         raise UserError(f"{source}: no such folder (run `compressor apply` first)")
     zip_path = output_dir / ZIP_NAME

@@ -19,7 +19,14 @@ import shutil
 import time
 from pathlib import Path
 
-SCORER_FILE = "scorer.onnx"
+from compressor.core.errors import CheckFailed
+from compressor.core.layout import PROMPT_SPEC_FILE, SCORER_FILE, onnx_files
+from compressor.export.library_noise import quiet_libraries
+from compressor.prompt import selection
+from compressor.prompt.compressor import PromptCompressor
+from compressor.prompt.onnx_scorer import OnnxPromptCompressor, OnnxScorer
+from compressor.prompt.probes import build_probes
+from compressor.prompt.spec import read_spec
 OPSET = 17
 # fp32 ONNX vs fp32 torch: scores are sums of softmax probabilities (<= number of heads); measured ~1e-7 on the
 # tiny models; a wrong mask or rotary moves them by ~1e-2 or more
@@ -69,8 +76,6 @@ def export_scorer_graph(scorer, path: Path, trace_tokens: int) -> None:
     """Write `scorer` (an EvaluatorHeadScorer in fp32) to `path`, traced on a dummy prompt of `trace_tokens`."""
     from optimum.exporters.onnx.convert import export
 
-    from compressor.export.library_noise import quiet_libraries
-
     config = _onnx_config_class()(scorer.config, task="feature-extraction")
     with quiet_libraries():
         export(_graph_module(scorer), config, Path(path), opset=OPSET,
@@ -84,8 +89,6 @@ def gate_tokens(discovery_tokens: int, sliding_window: int, max_positions: int) 
 
 def probe_text(tokenizer, spec, tokens: int) -> str:
     """The spec's needle and question in real-text filler (depth 0.5), about `tokens` tokens."""
-    from compressor.prompt.probes import build_probes
-
     return build_probes(tokenizer, tokens, needle=spec.probe.needle, question=spec.probe.question, depths=[0.5],
                         seed=spec.probe.seed)[0].text
 
@@ -105,8 +108,6 @@ def _score_row(torch_compressor, onnx_compressor, text: str):
 def scorer_parity(torch_compressor, onnx_compressor, probe: str, extra=(SHORT_PROBE,)) -> dict:
     """Scores max abs diff on `probe` and each `extra` text; on `probe`, agreement of what is kept at the default
     rate: the words (`compress`, the text selection) and the exact-budget tokens (`select_tokens`)."""
-    from compressor.prompt import selection
-
     row, expected, got = _score_row(torch_compressor, onnx_compressor, probe)
     rate, n_o = torch_compressor.default_rate, torch_compressor.tail_tokens
     k = selection.budget(row["tokens"], rate, None)
@@ -144,12 +145,6 @@ def write_scorer(model_dir: Path, staging: Path, atol: float = DEFAULT_SCORER_AT
     import torch
     from transformers import AutoTokenizer
 
-    from compressor.errors import CheckFailed
-    from compressor.export.onnx_export import onnx_files
-    from compressor.prompt.compressor import PromptCompressor
-    from compressor.prompt.onnx_runtime import OnnxPromptCompressor, OnnxScorer
-    from compressor.prompt.spec import SPEC_FILE, read_spec
-
     started = time.perf_counter()
     spec = read_spec(model_dir)
     progress(f"scorer: loading layers 0..{spec.layer} of {model_dir} in fp32")
@@ -165,7 +160,7 @@ def write_scorer(model_dir: Path, staging: Path, atol: float = DEFAULT_SCORER_AT
     path = Path(staging) / SCORER_FILE
     export_scorer_graph(torch_compressor.scorer, path, trace_tokens)
     export_s = time.perf_counter() - t0
-    shutil.copy2(Path(model_dir) / SPEC_FILE, Path(staging) / SPEC_FILE)
+    shutil.copy2(Path(model_dir) / PROMPT_SPEC_FILE, Path(staging) / PROMPT_SPEC_FILE)
     if not (Path(staging) / "tokenizer_config.json").is_file():
         AutoTokenizer.from_pretrained(model_dir).save_pretrained(staging)
     progress("scorer: parity, onnxruntime vs torch on the probe prompts")
@@ -179,7 +174,7 @@ def write_scorer(model_dir: Path, staging: Path, atol: float = DEFAULT_SCORER_AT
             "size_mb": round(sum(p.stat().st_size for p in files) / 2**20, 2), "opset": OPSET,
             "inputs": {"input_ids": ["1", "sequence_length"]}, "outputs": {"scores": ["sequence_length"]},
             "layer": spec.layer, "layers_exported": spec.layer + 1, "heads": spec.heads, "n_o": spec.n_o,
-            "kernel": spec.kernel, "spec_file": SPEC_FILE,
+            "kernel": spec.kernel, "spec_file": PROMPT_SPEC_FILE,
             "parity": {"atol": atol, "min_kept_agreement": min_kept_agreement, "reference": "torch fp32 scorer",
                        "trace_tokens": trace_tokens, **parity},
             "passed": True, "seconds": {"export": round(export_s, 2),

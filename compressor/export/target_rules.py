@@ -4,14 +4,13 @@ Each rule takes a `ModelDir` (config dict + safetensors headers, no tensor data)
 and returns human-readable problems (empty when the rule holds).
 """
 
-import json
 import re
-import struct
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
+from compressor.core.files import safetensors_header
 from compressor.models.adapters import ADAPTERS
 
 
@@ -29,10 +28,7 @@ class ModelDir:
         """name -> {"dtype", "shape"} from every *.safetensors header (the JSON before the data)."""
         out: dict[str, dict] = {}
         for path in self.safetensors_files:
-            with path.open("rb") as f:
-                (size,) = struct.unpack("<Q", f.read(8))
-                header = json.loads(f.read(size))
-            out.update({k: v for k, v in header.items() if k != "__metadata__"})
+            out.update(safetensors_header(path))
         return out
 
 

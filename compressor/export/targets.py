@@ -7,9 +7,13 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
+from compressor.core.resources import named_or_path, targets_dir
+from compressor.core.validation import format_validation_error
+from compressor.core.yaml_io import read_yaml_file
+from compressor.export.check import RUNTIMES
+from compressor.export.quantization_config import rewrite_quantization_config
 from compressor.export.target_rules import RULES, ModelDir
-from compressor.yaml_io import read_yaml_file
 
 
 def _known_rule(rule_id: str) -> str:
@@ -19,8 +23,6 @@ def _known_rule(rule_id: str) -> str:
 
 
 def _known_runtime(runtime: str) -> str:
-    from compressor.export.check import RUNTIMES
-
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r} (known: {', '.join(RUNTIMES)})")
     return runtime
@@ -88,23 +90,16 @@ class Target(Strict):
         return checks
 
 
-def _format(source: str, error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")
-    message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
-    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    return f"{source}: {where or '(top level)'}: {message}{more}"
-
-
 def load_target(path: Path | str) -> Target:
-    path = Path(path)
+    """A target file, or a packaged target by name (`lg-aimers`)."""
+    path = named_or_path(path, targets_dir(), "target")
     data = read_yaml_file(path, "target")
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     try:
         return Target.model_validate(data)
     except ValidationError as error:
-        raise UserError(_format(str(path), error)) from None
+        raise UserError(format_validation_error(str(path), error)) from None
 
 
 def rewrite_config(config: dict, target: Target) -> dict:
@@ -121,8 +116,6 @@ def rewrite_config(config: dict, target: Target) -> dict:
 
 def quantization_rewrites(config: dict, target: Target) -> tuple[dict, list[str]]:
     """The target's rewrite of config["quantization_config"] and what it changed."""
-    from compressor.export.quantization_config import rewrite_quantization_config
-
     return rewrite_quantization_config(config.get("quantization_config") or {}, target.config.quantization_args)
 
 

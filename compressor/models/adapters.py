@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 
 
 @dataclass(frozen=True)

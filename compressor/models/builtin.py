@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from compressor.atomic import atomic_dir
-from compressor.errors import UserError
-from compressor.paths import compressor_home
+from compressor.core.atomic import atomic_dir
+from compressor.core.errors import UserError
+from compressor.core.paths import compressor_home
 
 if TYPE_CHECKING:  # transformers is imported lazily: the cached path must stay fast
     from transformers import PreTrainedTokenizerFast

@@ -5,7 +5,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
+from compressor.models.builtin import materialize_builtin
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt", ".jinja", ".py")
@@ -20,8 +21,6 @@ class ModelSource:
 
 def resolve_source(model_id: str, revision: str | None = None) -> ModelSource:
     if model_id.startswith("builtin:"):
-        from compressor.models.builtin import materialize_builtin
-
         return ModelSource(model_id, materialize_builtin(model_id.split(":", 1)[1]), "builtin")
     local = Path(model_id).expanduser()
     if local.exists():

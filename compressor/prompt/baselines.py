@@ -9,12 +9,11 @@ from pathlib import Path
 import torch
 
 from compressor.prompt.compressor import TokenScoringCompressor
+from compressor.prompt.spec import spec_folder
 
 
 def _tokenizer(folder):
     from transformers import AutoTokenizer
-
-    from compressor.prompt.spec import spec_folder
 
     return AutoTokenizer.from_pretrained(spec_folder(Path(folder)))
 

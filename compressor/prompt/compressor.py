@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 from compressor.prompt import selection
+from compressor.prompt.spec import read_spec, spec_folder
 
 
 @dataclass
@@ -129,8 +130,7 @@ class PromptCompressor(TokenScoringCompressor):
         """FOLDER: a model folder with prompt_compressor.json, or an output folder holding model/."""
         from transformers import AutoTokenizer
 
-        from compressor.prompt.scorer import load_scorer
-        from compressor.prompt.spec import read_spec, spec_folder
+        from compressor.prompt.scorer import load_scorer  # transformers modeling and accelerate: when loading
 
         spec = read_spec(folder)
         model_dir = spec_folder(Path(folder))

@@ -17,8 +17,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 from compressor.prompt.compressor import Compression
+from compressor.prompt.selection import budget
+from compressor.prompt.spec import spec_folder
 
 
 class HFEncoding:
@@ -90,8 +92,6 @@ class LLMLinguaCompressor:
                             "(or `pip install -e '.[llmlingua]'`)") from None
         from transformers import AutoTokenizer
 
-        from compressor.prompt.spec import spec_folder
-
         model_dir = spec_folder(Path(folder))
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         with _offline_tiktoken(HFEncoding(tokenizer)):
@@ -105,8 +105,6 @@ class LLMLinguaCompressor:
 
     def compress(self, prompt: str, rate: float | None = None, target_tokens: int | None = None,
                  question: str | None = None, force=()) -> Compression:
-        from compressor.prompt.selection import budget
-
         started = time.perf_counter()
         if not prompt or not prompt.strip():
             raise UserError("empty prompt: nothing to compress")

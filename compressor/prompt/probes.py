@@ -3,7 +3,7 @@
 import random
 from dataclasses import dataclass
 
-from compressor.evaluate.corpus import load_corpus
+from compressor.data.corpus import load_corpus
 
 # The needle of the paper's pilot experiment (the needle-in-a-haystack test it builds on).
 NEEDLE = "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day."

@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 from compressor.models.adapters import adapter_for
+from compressor.prompt.spec import check_matches
 
 
 class EvaluatorHeadScorer(nn.Module):
@@ -141,8 +142,6 @@ def load_scorer(folder: Path, spec, device="cpu", dtype=torch.float32) -> Evalua
     from accelerate import init_empty_weights
     from safetensors import safe_open
     from transformers import AutoConfig, AutoModelForCausalLM
-
-    from compressor.prompt.spec import check_matches
 
     folder = Path(folder)
     config = AutoConfig.from_pretrained(folder)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
 
 # A word: its leading whitespace, then a run of letters/digits (Hangul included), a single CJK
 # ideograph / kana (no spaces between words there), or one other visible character.

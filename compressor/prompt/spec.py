@@ -9,10 +9,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from compressor.errors import UserError
+from compressor.core.errors import UserError
+from compressor.core.layout import MODEL_DIR, PROMPT_SPEC_FILE, is_output
 
-SPEC_FILE = "prompt_compressor.json"
-HEATMAP_FILE = "prompt_heads.png"
 FORMAT = "compressor.prompt_compressor/1"
 
 
@@ -73,18 +72,16 @@ class PromptCompressorSpec(Strict):
 def spec_folder(folder: Path) -> Path:
     """The model folder holding the spec: FOLDER itself or FOLDER/model (an output of `apply`)."""
     folder = Path(folder)
-    if (folder / "model" / "config.json").is_file():
-        return folder / "model"
-    return folder
+    return folder / MODEL_DIR if is_output(folder) else folder
 
 
 def read_spec(folder: Path) -> PromptCompressorSpec:
     folder = Path(folder)
     if not folder.exists():
         raise UserError(f"{folder}: no such folder")
-    path = spec_folder(folder) / SPEC_FILE
+    path = spec_folder(folder) / PROMPT_SPEC_FILE
     if not path.is_file():
-        raise UserError(f"{folder}: no {SPEC_FILE} (run `compressor prompt discover {folder}` or a recipe with "
+        raise UserError(f"{folder}: no {PROMPT_SPEC_FILE} (run `compressor prompt discover {folder}` or a recipe with "
                         f"the evaluator_heads stage first)")
     try:
         return PromptCompressorSpec.model_validate(json.loads(path.read_text()))
@@ -106,5 +103,5 @@ def check_matches(spec: PromptCompressorSpec, config, path: Path) -> None:
     }
     wrong = [f"{k} {getattr(spec.model, k)} (now {v})" for k, v in actual.items() if getattr(spec.model, k) != v]
     if wrong:
-        raise UserError(f"{path / SPEC_FILE}: discovered on a different model: {', '.join(wrong)}; "
+        raise UserError(f"{path / PROMPT_SPEC_FILE}: discovered on a different model: {', '.join(wrong)}; "
                         f"re-run `compressor prompt discover`")

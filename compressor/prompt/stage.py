@@ -8,8 +8,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from compressor.core.layout import HEATMAP_FILE, PROMPT_SPEC_FILE
+from compressor.prompt.discovery import discover
+from compressor.prompt.heatmap import heatmap_png
 from compressor.prompt.probes import DEPTHS, NEEDLE, QUESTION
-from compressor.prompt.spec import HEATMAP_FILE, SPEC_FILE
 from compressor.stages import StageParams, register
 
 
@@ -48,11 +50,8 @@ class EvaluatorHeadsParams(StageParams):
 
 @register(EvaluatorHeadsParams)
 def evaluator_heads(model, tokenizer, params: EvaluatorHeadsParams, ctx):
-    from compressor.prompt.discovery import discover
-    from compressor.prompt.heatmap import heatmap_png
-
     spec = discover(model, tokenizer, ctx.adapter, params, progress=ctx.progress)
-    ctx.artifact(SPEC_FILE, spec.model_dump(mode="json"))
+    ctx.artifact(PROMPT_SPEC_FILE, spec.model_dump(mode="json"))
     ctx.artifact(HEATMAP_FILE, heatmap_png(spec.head_scores, spec.layer, spec.heads), in_model=False)
     ctx.record(layer=spec.layer, heads=spec.heads, layer_scores=spec.layer_scores)
     return model

@@ -12,7 +12,9 @@ import random
 import torch
 from pydantic import Field, model_validator
 
-from compressor.calibration import CalibrationSpec
+from compressor.data.calibration import CalibrationSpec
+from compressor.data.corpus import load_corpus
+from compressor.evaluate.suite import include_folder, load_suite
 
 
 class QuantCalibration(CalibrationSpec):
@@ -35,8 +37,7 @@ def suite_documents(suite_name: str) -> list[str]:
     """Every document of the suite's tasks as lm-eval renders it (context + delimiter + target)."""
     from lm_eval.tasks import TaskManager
 
-    from compressor.evaluate.lm_eval_runner import offline_and_quiet
-    from compressor.evaluate.suite import include_folder, load_suite
+    from compressor.evaluate.lm_eval_runner import offline_and_quiet  # lm-eval: only for a suite's documents
 
     suite = load_suite(suite_name)
     texts = []
@@ -77,7 +78,5 @@ def packed_windows(tokenizer, texts: list[str], samples: int, seq_len: int, seed
 
 
 def quant_calibration_windows(tokenizer, spec: QuantCalibration) -> list[torch.Tensor]:
-    from compressor.evaluate.corpus import load_corpus
-
     texts = suite_documents(spec.suite) if spec.suite else load_corpus(spec.split)
     return packed_windows(tokenizer, texts, spec.samples, spec.seq_len, spec.seed)

@@ -7,16 +7,16 @@ import time
 
 import torch
 
+from compressor.quantize.calibration_data import quant_calibration_windows
 from compressor.quantize.compress import compress_in_dtype
 from compressor.quantize.quiet import quiet_loguru
+from compressor.quantize.schemes import compressed_tensors_scheme
 
 
 def build_modifiers(params, adapter) -> list:
     """SmoothQuant (when asked), then GPTQ or round-to-nearest quantization of every Linear but `ignore`."""
     from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
     from llmcompressor.modifiers.transform.smoothquant import SmoothQuantModifier
-
-    from compressor.quantize.schemes import compressed_tensors_scheme
 
     modifiers = []
     if params.smoothquant is not None:
@@ -43,8 +43,6 @@ def describe_modifiers(modifiers) -> list[dict]:
 
 def calibration_dataset(tokenizer, spec):
     from datasets import Dataset
-
-    from compressor.quantize.calibration_data import quant_calibration_windows
 
     windows = quant_calibration_windows(tokenizer, spec)
     ids = [w[0].tolist() for w in windows]

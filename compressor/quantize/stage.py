@@ -18,6 +18,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from compressor.core.errors import UserError
+from compressor.data.corpus import corpus_path
+from compressor.evaluate.suite import load_suite
+from compressor.models.adapters import adapter_for
 from compressor.quantize.calibration_data import QuantCalibration
 from compressor.quantize.schemes import SCHEMES, layer_input_widths, schemes_for
 from compressor.stages import StageParams, register
@@ -107,24 +111,16 @@ class QuantizeParams(StageParams):
                                  f"layer ({listed}); use a divisor of {all_widths} "
                                  f"or leave group_size unset for one scale per output channel")
         if self.smoothquant is not None:
-            from compressor.models.adapters import adapter_for
-
             if not adapter_for(config).smoothquant_mappings:
                 raise ValueError(f"no SmoothQuant mappings for model type {config.model_type!r}")
         if self.needs_calibration:
             self._check_calibration_source()
 
     def _check_calibration_source(self) -> None:
-        from compressor.errors import UserError
-
         try:
             if self.calibration.suite:
-                from compressor.evaluate.suite import load_suite
-
                 load_suite(self.calibration.suite)
             else:
-                from compressor.evaluate.corpus import corpus_path
-
                 corpus_path(self.calibration.split)
         except UserError as error:
             raise ValueError(f"calibration: {error}") from None

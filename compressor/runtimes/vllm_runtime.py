@@ -11,16 +11,17 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from compressor.errors import UserError
-from compressor.paths import repo_root
+from compressor.core.errors import UserError
 
 WORKER = Path(__file__).with_name("vllm_worker.py")
+# `make install-vllm` builds the environment at the top of a source checkout, beside the package
+CHECKOUT_VENV = Path(__file__).resolve().parents[2] / ".venv-vllm"
 
 
 def vllm_python() -> Path | None:
-    """$COMPRESSOR_VLLM_PYTHON, else <repo>/.venv-vllm/bin/python, if it exists."""
+    """$COMPRESSOR_VLLM_PYTHON, else the checkout's .venv-vllm/bin/python, if it exists."""
     configured = os.environ.get("COMPRESSOR_VLLM_PYTHON")
-    candidate = Path(configured) if configured else repo_root() / ".venv-vllm" / "bin" / "python"
+    candidate = Path(configured) if configured else CHECKOUT_VENV / "bin" / "python"
     return candidate if candidate.is_file() else None
 
 

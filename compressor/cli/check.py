@@ -1,0 +1,66 @@
+"""`compressor check DIR --runtime ...`: the deployment gate (the runtime's greedy output vs our own)."""
+
+from pathlib import Path
+
+import click
+
+from compressor.cli.output import emit, progress_printer, stderr_console
+from compressor.core.errors import UserError
+
+
+@click.command()
+@click.argument("output_dir", type=click.Path(path_type=Path))
+@click.option("--runtime", type=click.Choice(["transformers", "vllm", "onnxruntime"]), required=True,
+              help="transformers: stock from_pretrained in a fresh process; vllm: the CPU build in .venv-vllm; "
+                   "onnxruntime: the ONNX export (DIR/onnx/model.onnx) in plain onnxruntime.")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Pass when the mean share of greedy tokens before the first divergence reaches this.")
+@click.option("--max-tokens", type=click.IntRange(1), default=32, show_default=True, help="Greedy tokens per prompt.")
+@click.option("--eager", is_flag=True, help="vLLM without torch.compile: about half the engine start; "
+                                           "the default (compiled) is how vLLM serves.")
+@click.option("--onnx", "onnx_path", type=click.Path(path_type=Path), default=None,
+              help="onnxruntime: the .onnx file or folder to check (default: DIR/onnx/model.onnx).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def check(output_dir, runtime, min_agreement, max_tokens, eager, onnx_path, as_json):
+    """Deployment gate: load OUTPUT_DIR/model in RUNTIME and compare its greedy output with this tool's own.
+
+    Fails (exit 2) when the runtime cannot load the folder, tokenizes the prompts differently,
+    or its greedy tokens diverge from the tool's own (fp32) reference too early.
+
+    \b
+    Example:
+      compressor check out/fp16 --runtime transformers
+      compressor check out/drop-layers --runtime vllm --min-agreement 0.5 --json
+      compressor check out/fp16 --runtime onnxruntime --onnx out/fp16/onnx/model_int8.onnx
+    """
+    from compressor.export.check import check_output, require_pass
+
+    if onnx_path and runtime != "onnxruntime":
+        raise UserError("--onnx applies to --runtime onnxruntime only")
+    result = check_output(output_dir, runtime, max_tokens=max_tokens, min_agreement=min_agreement,
+                          progress=progress_printer(not as_json), eager=eager, onnx=onnx_path)
+
+    def render(res):
+        from rich.table import Table
+
+        info = res["runtime_info"]
+        versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
+        table = Table(title=f"{res.get('artifact', res['model'])} in {res['runtime']} ({info['dtype']}; {versions}) "
+                            f"vs {res['reference']['dtype']} reference")
+        diff_key = next((k for k in ("logits_max_abs_diff", "logprobs_max_abs_diff") if k in res["summary"]), None)
+        for column in ("prompt", "agreement", "prefix match", diff_key.split("_max")[0] + " diff" if diff_key else "diff"):
+            table.add_column(column, justify="left" if column == "prompt" else "right")
+        for row in res["prompts"]:
+            diff = row.get(diff_key) if diff_key else None
+            table.add_row(row["prompt"] + ("" if row["prompt_ids_match"] else " [red](ids differ)[/red]"),
+                          f"{row['agreement']:.2f}", f"{row['prefix_match']}/{res['max_tokens']}",
+                          "-" if diff is None else f"{diff:.4g}")
+        console = stderr_console()
+        console.print(table)
+        verdict = "[green]PASS[/green]" if res["passed"] else "[red]FAIL[/red]"
+        console.print(f"{verdict}: mean prefix agreement {res['summary']['prefix_agreement']:.2f} "
+                      f"(min {res['min_agreement']:.2f}), agreement {res['summary']['agreement']:.2f}, "
+                      f"{res['seconds']['total']:.1f} s")
+
+    emit(result, as_json, render)
+    require_pass(result)

@@ -1,0 +1,48 @@
+"""`compressor eval DIR`: the suite, time per token and Score against the source, recorded in DIR's report."""
+
+from pathlib import Path
+
+import click
+
+from compressor.cli.options import eval_options, eval_spec_from_options, log_mlflow, mlflow_options, press_options
+from compressor.cli.output import emit, progress_printer, stderr_console
+
+
+@click.command(name="eval")
+@click.argument("output_dir", type=click.Path(path_type=Path))
+@click.option("--baseline", help="Baseline model (default: the source recorded in model/compressor.json).")
+@click.option("--no-baseline", is_flag=True, help="Measure the model only.")
+@click.option("--fresh-baseline", is_flag=True, help="Re-measure the baseline instead of using the cache.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N (torch runtime).")
+@eval_options
+@press_options
+@mlflow_options
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def evaluate(output_dir, baseline, no_baseline, fresh_baseline, device, use_mlflow, mlflow_uri, as_json, **options):
+    """Evaluate OUTPUT_DIR/model against its source: suite tasks, time per token, Score.
+
+    The result is added to OUTPUT_DIR/report.json (and report.md, report.png) under its runtime,
+    beside what `apply` measured; a bare model folder is never written to.
+
+    \b
+    Example:
+      compressor eval out/fp16
+      compressor eval out/fp16 --runtime vllm
+      compressor eval out/fp16 --suite quick --baseline builtin:smollm2-135m --json
+      compressor eval out/fp16 --kv-press snapkv --kv-ratio 0.5          # label torch+snapkv@0.5
+      compressor eval out/fp16 --kv-press streaming_llm --n-sink 4 --window 1024
+    """
+    from compressor.core.layout import REPORT_JSON, is_output
+    from compressor.evaluate.output import evaluate_output
+    from compressor.reports.report import record_evaluation, rich_table
+
+    spec = eval_spec_from_options(not no_baseline, **options)
+    progress = progress_printer(not as_json)
+    result = evaluate_output(output_dir, spec, baseline=baseline, device=device, fresh_baseline=fresh_baseline,
+                             progress=progress)
+    if is_output(output_dir):
+        report = record_evaluation(output_dir, result)
+        progress(f"recorded in {Path(output_dir) / REPORT_JSON} ({', '.join(report['evals'])})")
+    if use_mlflow:
+        log_mlflow(result, Path(output_dir), mlflow_uri, progress)
+    emit(result, as_json, lambda rep: stderr_console().print(rich_table(rep)))

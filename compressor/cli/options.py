@@ -1,0 +1,84 @@
+"""Options several commands share (evaluation settings, KV presses, MLflow), and building an EvalSpec from them."""
+
+from pathlib import Path
+
+import click
+
+from compressor.core.errors import UserError
+from compressor.evaluate.kv.spec import PRESS_NAMES
+
+
+def mlflow_options(fn):
+    """--mlflow / --mlflow-uri: log the evaluated report as an MLflow run (optional dependency)."""
+    fn = click.option("--mlflow-uri", default=None, metavar="URI",
+                      help="Tracking URI (default $MLFLOW_TRACKING_URI, else the local store file:./mlruns).")(fn)
+    return click.option("--mlflow", "use_mlflow", is_flag=True,
+                        help="Log params, metrics and report files as an MLflow run.")(fn)
+
+
+def log_mlflow(report: dict, folder: Path, uri: str | None, progress) -> None:
+    from compressor.tracking import log_report
+
+    logged = log_report(report, folder, uri)
+    report["mlflow"] = logged
+    progress(f"MLflow run {logged['run_id']} in {logged['uri']} (experiment {logged['experiment']})")
+
+
+def eval_options(fn):
+    """Options shared by `eval` (and the evaluation block of a recipe)."""
+    for option in reversed([
+        click.option("--runtime", type=click.Choice(["torch", "vllm"]), default="torch", show_default=True,
+                     help="torch in this environment, or vLLM (CPU build) from .venv-vllm."),
+        click.option("--suite", default="default", show_default=True, help="Suite name in eval/suites or a YAML path."),
+        click.option("--limit", type=int, default=None, help="Cap every task at this many items (quick runs)."),
+        click.option("--batch-size", type=int, default=8, show_default=True, help="lm-eval batch size."),
+        click.option("--prompt-tokens", type=int, default=256, show_default=True),
+        click.option("--new-tokens", type=int, default=128, show_default=True),
+        click.option("--runs", type=int, default=5, show_default=True, help="Timed runs (median reported)."),
+        click.option("--batch-sizes", default="1", show_default=True, help="Comma-separated; the first is scored."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def press_options(fn):
+    """--kv-press and its parameters (torch runtime), shared by `eval` and `bench`."""
+    for option in reversed([
+        click.option("--kv-press", default=None, metavar="NAME",
+                     help=f"KV-cache press (kvpress), torch runtime only: {', '.join(PRESS_NAMES)}."),
+        click.option("--kv-ratio", type=float, default=0.0, show_default=True,
+                     help="Fraction of cached positions the press removes, in [0, 1)."),
+        click.option("--n-sink", type=int, default=None, help="First positions always kept (streaming_llm, "
+                                                              "expected_attention; kvpress default 4)."),
+        click.option("--window", type=int, default=None, help="streaming_llm: keep n_sink + WINDOW positions."),
+        click.option("--long-context", "long_context", type=int, default=None, metavar="TOKENS",
+                     help="Also measure ppl, decode ms/token and memory on a TOKENS-long document "
+                          "(default 4096 with a press)."),
+        click.option("--chunk", type=int, default=None, help="Long-context prefill chunk (default 128)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def eval_spec_from_options(baseline: bool, runtime, suite, limit, batch_size, prompt_tokens, new_tokens, runs,
+                           batch_sizes, warmup=1, kv_press=None, kv_ratio=0.0, n_sink=None, window=None,
+                           long_context=None, chunk=None):
+    from pydantic import ValidationError
+
+    from compressor.core.validation import format_validation_error
+    from compressor.evaluate.spec import EvalSpec
+
+    press = None
+    if kv_press is not None or window is not None or n_sink is not None or kv_ratio:
+        press = {"press": kv_press or "none", "ratio": kv_ratio, "n_sink": n_sink, "window": window}
+    long = None
+    if long_context is not None or chunk is not None:
+        long = {k: v for k, v in (("tokens", long_context), ("chunk", chunk)) if v is not None}
+    try:
+        return EvalSpec(baseline=baseline, runtime=runtime, suite=suite, limit=limit, batch_size=batch_size,
+                        latency={"prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "runs": runs,
+                                 "warmup": warmup, "batch_sizes": [int(b) for b in batch_sizes.split(",")]},
+                        kv_press=press, long_context=long)
+    except (ValidationError, ValueError) as error:
+        message = format_validation_error("options", error) if isinstance(error, ValidationError) else str(error)
+        raise UserError(message) from None

@@ -1,0 +1,28 @@
+"""`compressor package DIR --target T`: check DIR/model against a deployment target and write DIR/submit.zip."""
+
+from pathlib import Path
+
+import click
+
+from compressor.cli.output import emit
+
+
+@click.command()
+@click.argument("output_dir", type=click.Path(path_type=Path))
+@click.option("--target", "target_file", type=click.Path(path_type=Path), required=True,
+              help="Target profile, e.g. export/targets/lg-aimers.yaml.")
+@click.option("--force", is_flag=True, help="Overwrite an existing submit.zip.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def package(output_dir, target_file, force, as_json):
+    """Check OUTPUT_DIR/model against a deployment target and write OUTPUT_DIR/submit.zip.
+
+    \b
+    Example:
+      compressor package out/fp16 --target export/targets/lg-aimers.yaml
+    """
+    from compressor.export.package import package as make_package
+    from compressor.export.targets import load_target
+
+    result = make_package(output_dir, load_target(target_file), force=force)
+    emit(result, as_json, lambda r: click.echo(
+        f"wrote {r['zip']} ({r['zipped_bytes'] / 2**20:.1f} MB, {len(r['files'])} files) for target {r['target']}"))

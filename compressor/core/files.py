@@ -1,0 +1,24 @@
+"""Sizes of folders and tensors, read from the file system and safetensors headers (no weights loaded)."""
+
+import json
+import math
+import struct
+from pathlib import Path
+
+
+def folder_size_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 2**20
+
+
+def safetensors_header(path: Path) -> dict[str, dict]:
+    """name -> {"dtype", "shape", "data_offsets"} from a .safetensors file's JSON header (no tensor data read)."""
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+    return {k: v for k, v in header.items() if k != "__metadata__"}
+
+
+def count_params(folder: Path) -> int:
+    """Elements of every tensor in the folder's safetensors files."""
+    return sum(math.prod(v["shape"]) for path in Path(folder).glob("*.safetensors")
+               for v in safetensors_header(path).values())

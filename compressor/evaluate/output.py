@@ -1,0 +1,31 @@
+"""`compressor eval DIR`: judge an output folder (or a bare model folder) against the source it was made from."""
+
+from pathlib import Path
+
+from compressor.core.errors import UserError
+from compressor.core.files import folder_size_mb
+from compressor.core.layout import read_provenance, resolve
+from compressor.evaluate.judge import judge
+from compressor.evaluate.spec import EvalSpec, check_folders
+from compressor.models.sources import content_hash, pick_device, resolve_source
+
+
+def evaluate_output(output_dir: Path, spec: EvalSpec, baseline: str | None = None, device: str = "auto",
+                    fresh_baseline: bool = False, progress=lambda message: None) -> dict:
+    folder = resolve(output_dir).model
+    provenance = read_provenance(folder) or {}
+    source = None
+    if spec.baseline:
+        baseline = baseline or provenance.get("source", {}).get("id")
+        if not baseline:
+            raise UserError(f"{folder}: no compressor.json naming the source; pass --baseline MODEL or --no-baseline")
+        source = resolve_source(baseline)
+    check_folders(spec, [folder] + ([source.path] if source else []))
+    result = judge(folder, source.path if source else None, spec, pick_device(device), progress, fresh_baseline)
+    report = {"recipe": provenance.get("recipe", folder.parent.name), "output": str(output_dir),
+              "model": {"size_mb": round(folder_size_mb(folder), 2)}, "eval": result,
+              "source": {"id": baseline, "sha256": "", "size_mb": None}}
+    if source:
+        report["source"] = {"id": source.id, "sha256": content_hash(source.path),
+                            "size_mb": round(folder_size_mb(source.path), 2)}
+    return report

@@ -1,0 +1,83 @@
+"""What an evaluation asks for (the `eval:` block of a recipe, or `compressor eval`'s options), and every check
+of it that can run before a weight loads: the settings alone (pydantic), then against the models' configs."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from compressor.core.errors import UserError
+from compressor.evaluate.kv.long_context import ablation_points, check_length
+from compressor.evaluate.kv.press import build_press, check_press_for_model, min_query_tokens
+from compressor.evaluate.kv.spec import KVPressSpec, LongContextSpec
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LatencySpec(Strict):
+    prompt_tokens: int = Field(256, gt=0)
+    new_tokens: int = Field(128, ge=2)
+    runs: int = Field(5, gt=0)
+    warmup: int = Field(1, ge=0)
+    batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1,
+                                   description="the first one is used for Score")
+
+
+class EvalSpec(Strict):
+    enabled: bool = True
+    baseline: bool = Field(True, description="also measure the source model (or reuse its cached result)")
+    suite: str = Field("default", description="a suite in eval/suites or a path to a suite YAML")
+    runtime: Literal["torch", "vllm"] = "torch"
+    limit: int | None = Field(None, gt=0, description="cap every task at this many items (quick runs)")
+    batch_size: int = Field(8, gt=0)
+    latency: LatencySpec = Field(default_factory=LatencySpec)
+    kv_press: KVPressSpec | None = Field(None, description="a kvpress press applied while the model runs "
+                                                          "(torch runtime only)")
+    long_context: LongContextSpec | None = Field(None, description="perplexity, decode speed and memory on a "
+                                                                  "long document (default on with a kv_press)")
+
+    @model_validator(mode="after")
+    def _press_runtime(self):
+        if self.runtime != "torch" and self.kv_press is not None and self.kv_press.active:
+            raise ValueError(f"kv_press applies in the torch runtime only (kvpress hooks transformers attention), "
+                             f"not {self.runtime}")
+        if self.long_context is not None:
+            try:
+                ablation_points(self.kv_press, self.long_context)
+            except (UserError, ValueError) as error:
+                raise ValueError(str(error)) from None
+        return self
+
+    def press_run(self) -> bool:
+        return self.kv_press is not None and self.kv_press.active
+
+    def long_context_spec(self) -> LongContextSpec | None:
+        return self.long_context or (LongContextSpec() if self.press_run() else None)
+
+
+def check_for_models(spec: EvalSpec, configs: list) -> None:
+    """Everything about a spec's press and long-context pass that can fail on these models, from their configs."""
+    long_spec = spec.long_context_spec()
+    if long_spec is None:
+        return
+    points = ablation_points(spec.kv_press if spec.press_run() else None, long_spec)
+    for point in points:
+        press = build_press(point)  # unknown kvpress options fail here
+        if press is not None and long_spec.chunk < min_query_tokens(press):
+            raise UserError(f"long_context.chunk: {long_spec.chunk} is too short for {point.press} (it scores "
+                            f"with its last {min_query_tokens(press) - 1} queries; use chunk >= "
+                            f"{min_query_tokens(press)})")
+    for config in configs:
+        for point in points:
+            check_press_for_model(point, config)
+        check_length(long_spec, points, config)
+
+
+def check_folders(spec: EvalSpec, folders: list) -> None:
+    """`check_for_models` on the config.json of each model folder (nothing else is read)."""
+    if spec.long_context_spec() is None:
+        return
+    from transformers import AutoConfig
+
+    check_for_models(spec, [AutoConfig.from_pretrained(folder) for folder in folders])

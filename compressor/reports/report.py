@@ -1,0 +1,164 @@
+"""Reports: report.json for machines, report.md and a terminal table for people.
+
+A report holds `eval` (the latest evaluation) and `evals` (every evaluation by label: the runtime, plus
+the KV press when one was applied), so `compressor eval --runtime vllm` adds to what `apply` measured
+in torch instead of replacing it.
+"""
+
+import json
+from pathlib import Path
+
+from compressor.core.atomic import atomic_file
+from compressor.core.errors import UserError
+from compressor.core.layout import REPORT_JSON, REPORT_MD, REPORT_PNG
+from compressor.reports.evaluations import add_evaluation, eval_label, evaluations  # noqa: F401 (re-exported)
+from compressor.reports.long_context import long_context_lines, write_long_context_plots
+from compressor.reports.plots import plot_model_vs_baseline
+
+COLUMNS = ("model", "params (M)", "size MB", "Perf", "word ppl", "ms/token", "PerfNorm", "SpeedNorm", "Score")
+
+
+def _fmt(value, digits=3) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _ppl(measurement: dict):
+    ppl = measurement.get("tasks", {}).get("corpus_ppl", {})
+    return next((v for k, v in ppl.items() if k.split(",")[0] == "word_perplexity"), None)
+
+
+def row(label: str, report: dict, ev: dict, which: str = "model") -> tuple[str, ...]:
+    m = ev[which]
+    is_model = which == "model"
+    size = report["model"]["size_mb"] if is_model else report["source"].get("size_mb")
+    return (label, _fmt(m["params"] / 1e6 if m.get("params") else None, 1), _fmt(size, 1), _fmt(m["perf"]),
+            _fmt(_ppl(m), 2), _fmt(m["tpt_ms"], 2),
+            _fmt(ev.get("perf_norm") if is_model else 1.0), _fmt(ev.get("speed_norm") if is_model else 0.0),
+            _fmt(ev.get("score") if is_model else 0.5))
+
+
+def summary_rows(report: dict, ev: dict | None = None) -> list[tuple[str, ...]]:
+    ev = ev if ev is not None else report.get("eval")
+    if not ev:
+        return []
+    rows = [row(report["recipe"], report, ev)]
+    if ev.get("baseline"):
+        rows.append(row("source (baseline)", report, ev, "baseline"))
+    return rows
+
+
+def task_lines(ev: dict) -> list[str]:
+    lines = ["| task | metric | model | baseline |", "|---|---|---|---|"]
+    for task, metrics in ev["model"]["tasks"].items():
+        for metric, value in metrics.items():
+            base = ev.get("baseline", {}).get("tasks", {}).get(task, {}).get(metric)
+            lines.append(f"| {task} | {metric} | {_fmt(value, 4)} | {_fmt(base, 4)} |")
+    return lines
+
+
+def eval_section(report: dict, ev: dict) -> list[str]:
+    settings = ev["settings"]["latency"]
+    lat = ev["model"]["latency"][str(settings["batch_sizes"][0])]
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(r) + " |" for r in summary_rows(report, ev)]
+    lines += ["", f"Runtime {ev['runtime']} ({ev['device']}), suite `{ev['suite']}`; Perf = {ev['perf_definition']}. "
+              f"Time per output token: median of {len(lat['tpt_ms_runs'])} runs "
+              f"(spread {lat['tpt_ms_min']:.2f}–{lat['tpt_ms_max']:.2f} ms), "
+              f"{settings['prompt_tokens']}-token prompt, {settings['new_tokens']} new tokens, "
+              f"batch {settings['batch_sizes'][0]}." + (" Baseline reused from the cache." if ev.get("baseline_from_cache") else ""),
+              "Score = max(0.5·PerfNorm + 0.5·SpeedNorm, 0), PerfNorm = perf/perf_base, SpeedNorm = 1 − tpt/tpt_base.",
+              ""] + task_lines(ev)
+    if ev["model"].get("long_context_points"):
+        lines += [""] + long_context_lines(ev)
+    return lines
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# {report['recipe']}", "", f"Source: `{report['source']['id']}` (sha256 {(report['source'].get('sha256') or '')[:12]}…)", ""]
+    if report.get("stages"):
+        lines += ["| stage | seconds | result |", "|---|---|---|"]
+        for s in report["stages"]:
+            result = {k: v for k, v in s["result"].items() if k != "scores"}
+            lines.append(f"| {s['stage']} | {s['seconds']} | `{json.dumps(result)}` |")
+        lines.append("")
+    evals = evaluations(report)
+    for label, ev in evals.items():
+        if len(evals) > 1:
+            lines += [f"## Evaluation: {label}", ""]
+        lines += eval_section(report, ev) + [""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def write_reports(report: dict, folder: Path) -> None:
+    """report.json, report.md and (with a baseline) report.png in `folder`, each written atomically."""
+    folder = Path(folder)
+    with atomic_file(folder / REPORT_JSON, force=True) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    with atomic_file(folder / REPORT_MD, force=True) as tmp:
+        tmp.write_text(markdown(report))
+    if report.get("eval", {}).get("baseline"):
+        with atomic_file(folder / REPORT_PNG, force=True) as tmp:
+            plot_model_vs_baseline(report, tmp)
+    write_long_context_plots(report, folder)
+
+
+def record_evaluation(output_dir: Path, ev_report: dict) -> dict:
+    """Add the evaluation in `ev_report` (from `compressor eval`) to OUTPUT_DIR's report files.
+
+    The apply's stages, model and source stay; the other evaluations stay under their labels.
+    """
+    output_dir = Path(output_dir)
+    path = output_dir / REPORT_JSON
+    existing = json.loads(path.read_text()) if path.is_file() else {
+        key: ev_report[key] for key in ("recipe", "output", "model", "source")}
+    report = add_evaluation(existing, ev_report["eval"])
+    write_reports(report, output_dir)
+    return report
+
+
+def rich_table(report: dict, title: str | None = None):
+    from rich.table import Table
+
+    table = Table(title=title or f"{report['recipe']} vs source")
+    for column in COLUMNS:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for r in summary_rows(report):
+        table.add_row(*r)
+    return table
+
+
+def comparison_rows(output_dirs) -> list[dict]:
+    """One row per evaluation of each output folder with a scored report.json, best Score first."""
+    rows = []
+    for folder in output_dirs:
+        path = Path(folder) / REPORT_JSON
+        if not path.is_file():
+            continue
+        report = json.loads(path.read_text())
+        for label, ev in evaluations(report).items():
+            if "score" not in ev:
+                continue
+            rows.append({"output": str(folder), "recipe": report["recipe"], "eval": label, "runtime": ev["runtime"],
+                         "size_mb": report["model"]["size_mb"], "perf": ev["model"]["perf"],
+                         "tpt_ms": ev["model"]["tpt_ms"], "word_ppl": _ppl(ev["model"]),
+                         "perf_norm": ev["perf_norm"], "speed_norm": ev["speed_norm"], "score": ev["score"],
+                         "long_ppl": (ev["model"].get("long_context") or {}).get("ppl")})
+    if not rows:
+        raise UserError("no report.json with an evaluation in: " + " ".join(str(f) for f in output_dirs))
+    return sorted(rows, key=lambda r: r["score"], reverse=True)
+
+
+def comparison_table(rows: list[dict]):
+    from rich.table import Table
+
+    table = Table(title="outputs by Score (compare rows of one runtime only)")
+    columns = ("output", "eval", "size_mb", "perf", "word_ppl", "tpt_ms", "perf_norm", "speed_norm", "score")
+    if any(r.get("long_ppl") is not None for r in rows):  # press rows: perplexity on the long document
+        columns += ("long_ppl",)
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("output", "eval") else "right")
+    for r in rows:
+        table.add_row(*(_fmt(r.get(c), 2 if c in ("size_mb", "word_ppl", "tpt_ms", "long_ppl") else 3) for c in columns))
+    return table
