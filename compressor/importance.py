@@ -9,7 +9,7 @@ import torch
 from compressor.core.atomic import atomic_file
 from compressor.core.layout import IMPORTANCE_JSON, IMPORTANCE_PNG, resolve
 from compressor.data.calibration import CalibrationSpec, calibration_windows
-from compressor.data.corpus import corpus_path
+from compressor.data.corpus import check_corpus
 from compressor.edits.importance import collect_importance
 from compressor.models.adapters import adapter_for
 from compressor.models.sources import load_model, pick_device, resolve_source
@@ -26,7 +26,7 @@ def resolve_model(ref: str) -> tuple[Path, Path | None]:
 
 def score_model(ref: str, spec: CalibrationSpec, out_dir: Path | None, device: str, progress) -> dict:
     """Score REF's model on calibration windows; write importance.json and importance.png; returns the JSON."""
-    corpus_path(spec.split)  # an unknown split fails here, before the model loads
+    check_corpus(spec.split, spec.corpus)  # an unknown split fails here, before the model loads
     folder, output = resolve_model(ref)
     out = default_out(ref, output if out_dir is None else out_dir)
     scores, config = compute(folder, spec, pick_device(device), progress)

@@ -27,7 +27,8 @@ def _quiet(message: str) -> None:
 
 
 def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force: bool = False,
-                 evaluate: bool | None = None, progress=_quiet, fresh_baseline: bool = False) -> dict:
+                 evaluate: bool | None = None, progress=_quiet, fresh_baseline: bool = False,
+                 samples_dir: Path | None = None) -> dict:
     """Apply `recipe`; returns the report (also written to `out_dir/report.json`)."""
     started = time.perf_counter()
     out_dir = Path(out_dir or recipe.output_dir())
@@ -35,8 +36,9 @@ def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force:
     source = resolve_source(recipe.model.id, recipe.model.revision)
     config = load_config(source, recipe.model.trust_remote_code)
     adapter = adapter_for(config)
-    check_against_config(recipe, config, recipe_source)
     run_eval = recipe.eval.enabled if evaluate is None else evaluate
+    check_against_config(recipe.model_copy(update={"eval": recipe.eval.model_copy(update={"enabled": run_eval})}),
+                         config, recipe_source, source.path)
     if run_eval and recipe.eval.runtime == "vllm":
         require_vllm()  # before the work: a failed evaluation discards the unfinished output
 
@@ -90,7 +92,7 @@ def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force:
         if run_eval:
             baseline = source.path if recipe.eval.baseline else None
             report = add_evaluation(report, judge(staging / MODEL_DIR, baseline, recipe.eval, device, progress,
-                                                  fresh_baseline))
+                                                  fresh_baseline, samples_dir=samples_dir))
         report["seconds"] = round(time.perf_counter() - started, 2)
         write_reports(report, staging)
     return report

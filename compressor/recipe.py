@@ -8,10 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from compressor.catalogue import stage_classes, stage_names
 from compressor.core.errors import UserError
+from compressor.core.overrides import apply_overrides
 from compressor.core.resources import named_or_path, recipes_dir
 from compressor.core.validation import format_validation_error as _format
 from compressor.core.yaml_io import read_yaml_file
-from compressor.evaluate.spec import EvalSpec, check_for_models
+from compressor.data.calibration import CalibrationSpec
+from compressor.data.corpus import check_corpus
+from compressor.evaluate.spec import EvalSpec, chat_template_of, check_folders, check_for_models
 from compressor.stages import check_stage_order
 
 DEFAULT_MODEL = "builtin:smollm2-135m"
@@ -77,14 +80,39 @@ def _check_order(recipe, source: str) -> None:
         raise UserError(f"{source}: {error}") from None
 
 
-def load_recipe(path: Path | str):
-    """A recipe file, or a gallery recipe by name (`fp16`)."""
-    return parse_recipe(read_yaml_file(named_or_path(path, recipes_dir(), "recipe"), "recipe"), str(path))
+def load_recipe(path: Path | str, overrides: list[str] | tuple = ()):
+    """A recipe file, or a gallery recipe by name (`fp16`), with `--set PATH=VALUE` overrides applied."""
+    data = read_yaml_file(named_or_path(path, recipes_dir(), "recipe"), "recipe")
+    if overrides:
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        data = apply_overrides(data, list(overrides))
+    return parse_recipe(data, str(path) + (" (with --set)" if overrides else ""))
 
 
-def check_against_config(recipe, config, source: str) -> None:
-    """Reject parameters impossible for this model (e.g. dropping every layer) before loading weights."""
+def _calibrations(params) -> list[tuple[str, CalibrationSpec]]:
+    return [(name, value) for name, value in params if isinstance(value, CalibrationSpec)]
+
+
+def check_calibration(recipe, source: str, model_dir: Path | None) -> None:
+    """Every calibration a stage states: its corpus files are there, and the chat template it asks for exists."""
+    for index, params in enumerate(recipe.stages):
+        for name, calibration in _calibrations(params):
+            where = f"{source}: stages[{index}].{name}"
+            if getattr(calibration, "suite", None) is None:
+                try:
+                    check_corpus(calibration.split, calibration.corpus)
+                except UserError as error:
+                    raise UserError(f"{where}: {error}") from None
+            if calibration.chat_template and model_dir is not None and not chat_template_of(model_dir):
+                raise UserError(f"{where}.chat_template: {model_dir}'s tokenizer has no chat template")
+
+
+def check_against_config(recipe, config, source: str, model_dir: Path | None = None) -> None:
+    """Reject parameters impossible for this model (e.g. dropping every layer) before loading weights;
+    `model_dir` (the source folder) also lets tokenizer-dependent settings be checked."""
     _check_order(recipe, source)
+    check_calibration(recipe, source, model_dir)
     config = copy.deepcopy(config)  # stages plan their changes on a copy, so each is checked against its input
     for index, params in enumerate(recipe.stages):
         try:
@@ -92,8 +120,11 @@ def check_against_config(recipe, config, source: str) -> None:
             config = params.planned_config(config)
         except ValueError as error:
             raise UserError(f"{source}: stages[{index}] ({params.stage}): {error}") from None
-    if recipe.eval.enabled and recipe.eval.runtime == "torch":
+    if recipe.eval.enabled:
         try:
-            check_for_models(recipe.eval, [config])
+            if recipe.eval.runtime == "torch":
+                check_for_models(recipe.eval, [config])
+            if model_dir is not None:
+                check_folders(recipe.eval, [model_dir])
         except UserError as error:
             raise UserError(f"{source}: eval.{error}") from None

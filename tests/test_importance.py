@@ -82,6 +82,6 @@ def test_cli_importance_prints_a_table_and_writes_json_and_heatmap(monkeypatch, 
 
 def test_cli_importance_rejects_bad_input_in_one_line(monkeypatch, capsys, tiny_llama_dir, tmp_path):
     code, _, err = run_cli(monkeypatch, capsys, "importance", str(tiny_llama_dir), "--split", "train")
-    assert code == 2 and err.strip() == "error: unknown corpus split 'train'; expected one of calibration, eval, long"
+    assert code == 2 and err.strip() == "error: options: split: unknown corpus split 'train' (known: calibration, eval, long)"
     code, _, err = run_cli(monkeypatch, capsys, "importance", str(tmp_path))
     assert code == 2 and "neither an output folder" in err and "Traceback" not in err

@@ -15,21 +15,35 @@ from compressor.cli.output import emit, progress_printer, stderr_console
 @click.option("--force", is_flag=True, help="Overwrite an existing output folder.")
 @click.option("--no-eval", is_flag=True, help="Skip the recipe's evaluation.")
 @click.option("--fresh-baseline", is_flag=True, help="Re-measure the source instead of using the baseline cache.")
+@click.option("--suite", default=None, help="Evaluate with this suite (a name in eval/suites or a YAML path).")
+@click.option("--runtime", type=click.Choice(["torch", "vllm"]), default=None, help="Evaluate in this runtime.")
+@click.option("--limit", type=int, default=None, help="Cap every task at this many items (quick runs).")
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE",
+              help="Override a recipe field, YAML-typed: --set stages[0].count=4 --set eval.latency.runs=3.")
+@click.option("--log-samples", "samples_dir", type=click.Path(path_type=Path), default=None,
+              help="Write every evaluation request's prompt and answer to DIR/<model|baseline>/<task>.jsonl.")
 @mlflow_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-def apply(recipe_file, model_id, out_dir, force, no_eval, fresh_baseline, use_mlflow, mlflow_uri, as_json):
-    """Apply RECIPE_FILE: load the model, run the stages, write OUT/model, evaluate, report.
+def apply(recipe_file, model_id, out_dir, force, no_eval, fresh_baseline, suite, runtime, limit, overrides,
+          samples_dir, use_mlflow, mlflow_uri, as_json):
+    """Apply RECIPE_FILE (a path, or a gallery name such as fp16): load, run the stages, write OUT/model,
+    then evaluate and report.
 
     \b
     Example:
-      compressor apply recipes/fp16.yaml
+      compressor apply fp16
       compressor apply recipes/drop-layers.yaml --model ./EXAONE-4.0-1.2B --out out/drop --force
+      compressor apply w8a8 --runtime torch --suite quick --set stages[0].dtype=float16
     """
     from compressor.pipeline import apply_recipe
     from compressor.recipe import load_recipe
     from compressor.reports.report import rich_table
 
-    recipe = load_recipe(recipe_file)
+    import json
+
+    flags = [f"eval.{key}={json.dumps(value)}" for key, value in (("suite", suite), ("runtime", runtime), ("limit", limit))
+             if value is not None]
+    recipe = load_recipe(recipe_file, [*overrides, *flags])
     if model_id:
         recipe.model.id = model_id
     if use_mlflow:
@@ -39,7 +53,7 @@ def apply(recipe_file, model_id, out_dir, force, no_eval, fresh_baseline, use_ml
     progress = progress_printer(not as_json)
     report = apply_recipe(recipe, str(recipe_file), out_dir=out_dir, force=force,
                           evaluate=False if no_eval else None, progress=progress,
-                          fresh_baseline=fresh_baseline)
+                          fresh_baseline=fresh_baseline, samples_dir=samples_dir)
     if use_mlflow:
         log_mlflow(report, Path(report["output"]), mlflow_uri, progress)
 

@@ -31,15 +31,19 @@ def evaluate(output_dir, baseline, no_baseline, fresh_baseline, device, use_mlfl
       compressor eval out/fp16 --suite quick --baseline builtin:smollm2-135m --json
       compressor eval out/fp16 --kv-press snapkv --kv-ratio 0.5          # label torch+snapkv@0.5
       compressor eval out/fp16 --kv-press streaming_llm --n-sink 4 --window 1024
+      compressor eval out/w8a8 --target lg-aimers --log-samples out/w8a8/samples   # the server's judge
     """
+    from compressor.cli.options import explicit_options, target_eval_settings
     from compressor.core.layout import REPORT_JSON, is_output
     from compressor.evaluate.output import evaluate_output
     from compressor.reports.report import record_evaluation, rich_table
 
-    spec = eval_spec_from_options(not no_baseline, **options)
+    samples_dir = options.pop("samples_dir")
+    target = target_eval_settings(options.pop("target_name"), explicit_options())
+    spec = eval_spec_from_options(not no_baseline, **options, target_settings=target)
     progress = progress_printer(not as_json)
     result = evaluate_output(output_dir, spec, baseline=baseline, device=device, fresh_baseline=fresh_baseline,
-                             progress=progress)
+                             progress=progress, samples_dir=samples_dir)
     if is_output(output_dir):
         report = record_evaluation(output_dir, result)
         progress(f"recorded in {Path(output_dir) / REPORT_JSON} ({', '.join(report['evals'])})")

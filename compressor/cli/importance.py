@@ -16,9 +16,11 @@ from compressor.cli.output import emit, progress_printer, stderr_console
 @click.option("--seq-len", type=click.IntRange(2), default=256, show_default=True, help="Tokens per window.")
 @click.option("--split", default="calibration", show_default=True, help="Corpus split (eval/data/corpus).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--corpus", type=click.Choice(["en", "ko", "mixed"]), default="en", show_default=True,
+              help="Calibration text: English docstrings, Korean statutes and bills, or both interleaved.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON on stdout.")
-def importance(model, out_dir, samples, seq_len, split, seed, device, as_json):
+def importance(model, out_dir, samples, seq_len, split, seed, corpus, device, as_json):
     """Score MODEL's layers, heads, KV groups, MLP neurons and hidden channels on calibration text.
 
     MODEL is an output folder, a model folder, or builtin:NAME. Prints a per-layer table and writes
@@ -29,10 +31,17 @@ def importance(model, out_dir, samples, seq_len, split, seed, device, as_json):
       compressor importance builtin:smollm2-135m --samples 16
       compressor importance out/prune-heads --json
     """
+    from pydantic import ValidationError
+
+    from compressor.core.errors import UserError
+    from compressor.core.validation import format_validation_error
     from compressor.data.calibration import CalibrationSpec
     from compressor.importance import rich_table, score_model
 
-    spec = CalibrationSpec(split=split, samples=samples, seq_len=seq_len, seed=seed)
+    try:
+        spec = CalibrationSpec(split=split, samples=samples, seq_len=seq_len, seed=seed, corpus=corpus)
+    except ValidationError as error:
+        raise UserError(format_validation_error("options", error)) from None
     result = score_model(model, spec, out_dir, device, progress_printer(not as_json))
 
     def render(res):

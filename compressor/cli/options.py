@@ -35,7 +35,19 @@ def eval_options(fn):
         click.option("--prompt-tokens", type=int, default=256, show_default=True),
         click.option("--new-tokens", type=int, default=128, show_default=True),
         click.option("--runs", type=int, default=5, show_default=True, help="Timed runs (median reported)."),
-        click.option("--batch-sizes", default="1", show_default=True, help="Comma-separated; the first is scored."),
+        click.option("--batch-sizes", default="1", show_default=True,
+                     help="Comma-separated synthetic timing batch sizes; the first is scored under synthetic timing."),
+        click.option("--timing", type=click.Choice(["workload", "synthetic"]), default=None,
+                     help="Time per token for the Score: the suite's batched generation (workload, what the "
+                          "lg-aimers server times) or a fixed prompt (synthetic). Default: the suite's."),
+        click.option("--chat-template/--no-chat-template", "chat_template", default=None,
+                     help="Generative tasks through the model's chat template (default: the suite's setting)."),
+        click.option("--max-gen-toks", type=int, default=None, help="Cap on every generative task's tokens."),
+        click.option("--target", "target_name", default=None, metavar="TARGET",
+                     help="Take the evaluation settings of a deployment target (e.g. lg-aimers: its suite, "
+                          "runtime, chat template, timing, engine); options given here override them."),
+        click.option("--log-samples", "samples_dir", type=click.Path(path_type=Path), default=None,
+                     help="Write every request's prompt and answer to DIR/<model|baseline>/<task>.jsonl."),
     ]):
         fn = option(fn)
     return fn
@@ -60,9 +72,28 @@ def press_options(fn):
     return fn
 
 
+def explicit_options() -> set[str]:
+    """The parameters of the running command that were given on the command line (not defaults)."""
+    ctx = click.get_current_context()
+    return {name for name in ctx.params if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+
+
+def target_eval_settings(target_name: str | None, explicit: set[str]) -> dict:
+    """The evaluation settings a target states, minus those the command line sets itself."""
+    if target_name is None:
+        return {}
+    from compressor.export.targets import eval_profile, load_target
+
+    target = load_target(target_name)
+    settings = eval_profile(target).eval_settings()
+    return {**{k: v for k, v in settings.items() if k not in explicit}, "target": target.name}
+
+
 def eval_spec_from_options(baseline: bool, runtime, suite, limit, batch_size, prompt_tokens, new_tokens, runs,
                            batch_sizes, warmup=1, kv_press=None, kv_ratio=0.0, n_sink=None, window=None,
-                           long_context=None, chunk=None):
+                           long_context=None, chunk=None, timing=None, chat_template=None, max_gen_toks=None,
+                           target_settings=None):
+    """An EvalSpec from command-line values; `target_settings` (target_eval_settings) overlays them."""
     from pydantic import ValidationError
 
     from compressor.core.validation import format_validation_error
@@ -75,10 +106,12 @@ def eval_spec_from_options(baseline: bool, runtime, suite, limit, batch_size, pr
     if long_context is not None or chunk is not None:
         long = {k: v for k, v in (("tokens", long_context), ("chunk", chunk)) if v is not None}
     try:
-        return EvalSpec(baseline=baseline, runtime=runtime, suite=suite, limit=limit, batch_size=batch_size,
-                        latency={"prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "runs": runs,
-                                 "warmup": warmup, "batch_sizes": [int(b) for b in batch_sizes.split(",")]},
-                        kv_press=press, long_context=long)
+        fields = dict(baseline=baseline, runtime=runtime, suite=suite, limit=limit, batch_size=batch_size,
+                      latency={"prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "runs": runs,
+                               "warmup": warmup, "batch_sizes": [int(b) for b in batch_sizes.split(",")]},
+                      kv_press=press, long_context=long, timing=timing, chat_template=chat_template,
+                      max_gen_toks=max_gen_toks)
+        return EvalSpec(**{**fields, **(target_settings or {})})
     except (ValidationError, ValueError) as error:
         message = format_validation_error("options", error) if isinstance(error, ValidationError) else str(error)
         raise UserError(message) from None

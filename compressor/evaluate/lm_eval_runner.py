@@ -32,6 +32,7 @@ def offline_and_quiet():
     import datasets.utils.logging as dlogging
     import huggingface_hub.constants as hconstants
     import lm_eval  # noqa: F401
+    import lm_eval.evaluator as evaluator
 
     saved_env = {key: os.environ.get(key) for key in _OFFLINE_ENV}
     flags = [(dconfig, "HF_HUB_OFFLINE", True), (dconfig, "HF_DATASETS_OFFLINE", True),
@@ -41,6 +42,10 @@ def offline_and_quiet():
     saved_levels = [logger.level for logger in loggers]
     hf_logger, drop = logging.getLogger("lm_eval.models.huggingface"), _DropExpected()
     progress_was = dlogging.is_progress_bar_enabled()
+    # lm-eval runs `git describe` in the working directory for its results; outside a checkout git prints
+    # "fatal: not a git repository" to the terminal
+    git_hash = evaluator.get_git_commit_hash
+    evaluator.get_git_commit_hash = lambda: None
 
     os.environ.update(_OFFLINE_ENV)
     for module, attr, value in flags:
@@ -53,6 +58,7 @@ def offline_and_quiet():
     try:
         yield
     finally:
+        evaluator.get_git_commit_hash = git_hash
         if progress_was:
             dlogging.enable_progress_bar()
         hf_logger.removeFilter(drop)
@@ -77,7 +83,17 @@ def _model_state(model) -> tuple:
 
 def evaluate_tasks(model, tokenizer, include_path: Path, tasks: list[str], batch_size: int = 8,
                    max_length: int | None = None, limit: int | None = None, lm_class=None) -> dict:
-    """lm-eval's `simple_evaluate` on `tasks` found in `include_path`; returns its `results` dict.
+    """lm-eval's `simple_evaluate` on `tasks` found in `include_path`; returns its `results` dict."""
+    return run_tasks(model, tokenizer, include_path, tasks, batch_size, max_length, limit, lm_class)["results"]
+
+
+def run_tasks(model, tokenizer, include_path: Path, tasks: list[str], batch_size: int = 8,
+              max_length: int | None = None, limit: int | None = None, lm_class=None,
+              apply_chat_template: bool = False, log_samples: bool = False, timer=None) -> dict:
+    """lm-eval's `simple_evaluate` on `tasks` found in `include_path`: {"results", "samples" (when logged)}.
+
+    `apply_chat_template`: prompts go through the tokenizer's chat template (lm-eval's own option); `timer`
+    (a workload.WorkloadTimer) times every batched generate call.
 
     The model stays on its device and dtype and keeps its lm_head (lm-eval's `.tie_weights()` call is
     suppressed); its `.eval()` is undone afterwards if the model was in training mode. The tokenizer
@@ -99,6 +115,8 @@ def evaluate_tasks(model, tokenizer, include_path: Path, tasks: list[str], batch
                       max_length=max_length, add_bos_token=False, softmax_dtype=torch.float32)
         finally:
             del model.tie_weights
+        if timer is not None:
+            timer.wrap_hflm(lm)
         try:
             results = lm_eval.simple_evaluate(
                 model=lm,
@@ -106,7 +124,8 @@ def evaluate_tasks(model, tokenizer, include_path: Path, tasks: list[str], batch
                 task_manager=TaskManager(include_path=str(include_path), include_defaults=False),
                 limit=limit,
                 bootstrap_iters=0,  # no stderr resampling
-                log_samples=False,
+                log_samples=log_samples,
+                apply_chat_template=apply_chat_template,
                 # no reseeding of the global python/numpy/torch generators
                 random_seed=None, numpy_random_seed=None, torch_random_seed=None, fewshot_random_seed=None,
             )
@@ -114,4 +133,4 @@ def evaluate_tasks(model, tokenizer, include_path: Path, tasks: list[str], batch
             model.train(was_training)
     if _model_state(model)[0] != (device, dtype):  # lm-eval must not move or cast the caller's model
         raise RuntimeError(f"lm-eval changed the model from {device}/{dtype} to {_model_state(model)[0]}")
-    return results["results"]
+    return {"results": results["results"], "samples": results.get("samples") or {}}

@@ -8,11 +8,11 @@ import torch
 from compressor.evaluate.kv.long_context import ablation_points, measure_points
 from compressor.evaluate.latency import time_per_token
 from compressor.evaluate.model_facts import dtype_name, half_on_cpu, param_count, peak_rss_mb
-from compressor.evaluate.suite import Suite, run_suite_torch
+from compressor.evaluate.suite import Suite, run_suite
 from compressor.models.sources import load_model
 
 
-def measure_torch(folder: Path, suite: Suite, spec, device, progress) -> dict:
+def measure_torch(folder: Path, suite: Suite, spec, device, progress, log_samples: bool = False) -> dict:
     """Load with the stock loader in the stored dtype (proving the folder loads), time it, run the suite."""
     model, tokenizer = load_model(folder, device)
     try:
@@ -25,10 +25,13 @@ def measure_torch(folder: Path, suite: Suite, spec, device, progress) -> dict:
         # weight, so quality is scored in fp32 while speed above was measured in fp16.
         if half_on_cpu(model):
             model = model.float()
-        per_task = run_suite_torch(model, tokenizer, suite, spec.batch_size, spec.limit, progress)
+        run = run_suite(model, tokenizer, suite, spec.batch_size, spec.limit, progress,
+                        chat_template=spec.chat_template, max_gen_toks=spec.max_gen_toks, log_samples=log_samples)
         long = _long_context(model, tokenizer, spec, progress)
-        return {"tasks": per_task, "latency": latency, "dtype": dtype, **long,
-                "quality_dtype": dtype_name(model), "params": param_count(model), "peak_rss_mb": peak_rss_mb()}
+        return {"tasks": run.tasks, "latency": latency, "dtype": dtype, **long,
+                "workload_raw": {**run.workload, "dtype": dtype_name(model), "batch_size": spec.batch_size},
+                "samples": run.samples, "quality_dtype": dtype_name(model), "params": param_count(model),
+                "peak_rss_mb": peak_rss_mb()}
     finally:
         del model
         gc.collect()

@@ -11,7 +11,8 @@ from compressor.models.sources import content_hash, pick_device, resolve_source
 
 
 def evaluate_output(output_dir: Path, spec: EvalSpec, baseline: str | None = None, device: str = "auto",
-                    fresh_baseline: bool = False, progress=lambda message: None) -> dict:
+                    fresh_baseline: bool = False, progress=lambda message: None,
+                    samples_dir: Path | None = None) -> dict:
     folder = resolve(output_dir).model
     provenance = read_provenance(folder) or {}
     source = None
@@ -21,7 +22,8 @@ def evaluate_output(output_dir: Path, spec: EvalSpec, baseline: str | None = Non
             raise UserError(f"{folder}: no compressor.json naming the source; pass --baseline MODEL or --no-baseline")
         source = resolve_source(baseline)
     check_folders(spec, [folder] + ([source.path] if source else []))
-    result = judge(folder, source.path if source else None, spec, pick_device(device), progress, fresh_baseline)
+    result = judge(folder, source.path if source else None, spec, pick_device(device), progress, fresh_baseline,
+                   samples_dir=samples_dir)
     report = {"recipe": provenance.get("recipe", folder.parent.name), "output": str(output_dir),
               "model": {"size_mb": round(folder_size_mb(folder), 2)}, "eval": result,
               "source": {"id": baseline, "sha256": "", "size_mb": None}}

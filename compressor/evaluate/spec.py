@@ -1,14 +1,17 @@
 """What an evaluation asks for (the `eval:` block of a recipe, or `compressor eval`'s options), and every check
 of it that can run before a weight loads: the settings alone (pydantic), then against the models' configs."""
 
+import json
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from compressor.core.errors import UserError
 from compressor.evaluate.kv.long_context import ablation_points, check_length
 from compressor.evaluate.kv.press import build_press, check_press_for_model, min_query_tokens
 from compressor.evaluate.kv.spec import KVPressSpec, LongContextSpec
+from compressor.evaluate.suite import TIMINGS, Suite, load_suite
 
 
 class Strict(BaseModel):
@@ -24,6 +27,24 @@ class LatencySpec(Strict):
                                    description="the first one is used for Score")
 
 
+class EngineSpec(Strict):
+    """How the vLLM engine is started (the lg-aimers target states the server's)."""
+
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="vLLM's share of GPU memory "
+                                                 "(GPU builds; the CPU build sizes its cache by VLLM_CPU_KVCACHE_SPACE)")
+    max_model_len: int | Literal["config"] | None = Field(
+        None, description="context the engine allocates for; `config`: the model's max_position_embeddings "
+                          "(what vLLM does when unset); default 4096")
+    tensor_parallel_size: int = Field(1, ge=1)
+
+    @field_validator("max_model_len")
+    @classmethod
+    def _positive(cls, value):
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be >= 1 or `config`")
+        return value
+
+
 class EvalSpec(Strict):
     enabled: bool = True
     baseline: bool = Field(True, description="also measure the source model (or reuse its cached result)")
@@ -36,6 +57,13 @@ class EvalSpec(Strict):
                                                           "(torch runtime only)")
     long_context: LongContextSpec | None = Field(None, description="perplexity, decode speed and memory on a "
                                                                   "long document (default on with a kv_press)")
+    chat_template: bool | None = Field(None, description="generative tasks through the model's chat template "
+                                                         "(default: the suite's setting)")
+    timing: Literal[TIMINGS] | None = Field(None, description="the time per token the Score uses: workload or "
+                                                              "synthetic (default: the suite's setting)")
+    max_gen_toks: int | None = Field(None, gt=0, description="cap on every generative task's max_gen_toks")
+    engine: EngineSpec | None = Field(None, description="vLLM engine settings (runtime vllm)")
+    target: str | None = Field(None, description="the deployment target whose evaluation profile set these")
 
     @model_validator(mode="after")
     def _press_runtime(self):
@@ -74,10 +102,36 @@ def check_for_models(spec: EvalSpec, configs: list) -> None:
         check_length(long_spec, points, config)
 
 
-def check_folders(spec: EvalSpec, folders: list) -> None:
-    """`check_for_models` on the config.json of each model folder (nothing else is read)."""
-    if spec.long_context_spec() is None:
-        return
-    from transformers import AutoConfig
+def chat_template_of(folder: Path) -> str | None:
+    """The chat template a model folder's tokenizer carries (tokenizer_config.json or chat_template.jinja)."""
+    jinja = Path(folder) / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    try:
+        config = json.loads((Path(folder) / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return config.get("chat_template") if isinstance(config, dict) else None
 
-    check_for_models(spec, [AutoConfig.from_pretrained(folder) for folder in folders])
+
+def check_chat_template(suite: Suite, spec: EvalSpec, folders: list) -> None:
+    templated = [t.task for t in suite.tasks if suite.uses_chat_template(t, spec.chat_template)]
+    if not templated:
+        return
+    for folder in folders:
+        if not chat_template_of(folder):
+            raise UserError(f"{folder}: the tokenizer has no chat template, and suite {suite.name} runs "
+                            f"{', '.join(templated)} through it (evaluate with chat_template: false, or add a "
+                            f"template to tokenizer_config.json)")
+
+
+def check_folders(spec: EvalSpec, folders: list) -> Suite:
+    """Everything about `spec` that can fail on these model folders, from their small files only: the suite
+    loads, their tokenizers carry the chat template it asks for, presses fit their configs. Returns the suite."""
+    suite = load_suite(spec.suite)
+    check_chat_template(suite, spec, folders)
+    if spec.long_context_spec() is not None:
+        from transformers import AutoConfig
+
+        check_for_models(spec, [AutoConfig.from_pretrained(folder) for folder in folders])
+    return suite

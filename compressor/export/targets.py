@@ -3,7 +3,7 @@
 import copy
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
 
@@ -11,6 +11,8 @@ from compressor.core.errors import UserError
 from compressor.core.resources import named_or_path, targets_dir
 from compressor.core.validation import format_validation_error
 from compressor.core.yaml_io import read_yaml_file
+from compressor.evaluate.spec import EngineSpec
+from compressor.evaluate.suite import TIMINGS, load_suite
 from compressor.export.check import RUNTIMES
 from compressor.export.quantization_config import rewrite_quantization_config
 from compressor.export.target_rules import RULES, ModelDir
@@ -69,6 +71,21 @@ class Limits(Strict):
     unzipped_bytes: ByteSize | None = None
 
 
+class EvalProfile(Strict):
+    """How the target's server judges a model: `compressor eval OUT --target T` takes these settings."""
+
+    suite: str = Field(description="the suite standing in for the server's benchmarks (a name or a path)")
+    runtime: Literal["torch", "vllm"] = "vllm"
+    chat_template: bool | None = Field(None, description="generative tasks through the chat template")
+    timing: Literal[TIMINGS] | None = Field(None, description="the time per token the Score uses")
+    max_gen_toks: int | None = Field(None, gt=0, description="the server's cap on generated tokens per request")
+    engine: EngineSpec | None = None
+
+    def eval_settings(self) -> dict:
+        """The EvalSpec fields this profile sets."""
+        return self.model_dump(exclude_none=True)
+
+
 class Target(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str = ""
@@ -81,6 +98,8 @@ class Target(Strict):
     checks: list[Annotated[str, AfterValidator(_known_rule)]] = Field(default_factory=list)
     runtime_checks: list[Annotated[str, AfterValidator(_known_runtime)]] = Field(
         default_factory=list, description="runtimes the staged folder must load and generate in (`compressor check`)")
+    eval: EvalProfile | None = Field(None, description="the server's evaluation (`compressor eval --target`)")
+    source: Path | None = Field(None, exclude=True)
 
     @field_validator("runtime_checks")
     @classmethod
@@ -97,9 +116,23 @@ def load_target(path: Path | str) -> Target:
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     try:
-        return Target.model_validate(data)
+        target = Target.model_validate(data)
     except ValidationError as error:
         raise UserError(format_validation_error(str(path), error)) from None
+    if target.eval is not None:
+        try:
+            load_suite(target.eval.suite)
+        except UserError as error:
+            raise UserError(f"{path}: eval.suite: {error}") from None
+    target.source = path
+    return target
+
+
+def eval_profile(target: Target) -> EvalProfile:
+    if target.eval is None:
+        raise UserError(f"{target.source}: eval: target {target.name} states no evaluation profile "
+                        f"(add `eval: {{suite: ...}}`)")
+    return target.eval
 
 
 def rewrite_config(config: dict, target: Target) -> dict:

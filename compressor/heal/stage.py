@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from compressor.data.corpus import SPLITS, load_corpus
+from compressor.data.corpus import SPLITS, Corpus, load_corpus
 from compressor.heal.data import EVALUATION_SPLITS, train_and_holdout
 from compressor.heal.loop import distill
 from compressor.stages import StageParams, register
@@ -34,6 +34,7 @@ class HealParams(StageParams):
     temperature: float = Field(1.0, gt=0)
     hidden_weight: float = Field(0.0, ge=0, description="weight of the last-hidden-state MSE (0 = logits only)")
     split: str = Field("calibration", description="local corpus split to train on (not an evaluation split)")
+    corpus: Corpus = Field("en", description="en (CPython docstrings), ko (Korean statutes and bills) or mixed")
     holdout: int = Field(8, gt=0, description="held-back windows for the before/after KD loss")
     seed: int = 0
     autocast: Literal["auto", "bf16", "none"] = Field("auto", description="auto: bf16 on CUDA, none on CPU")
@@ -55,7 +56,7 @@ class HealParams(StageParams):
 def heal(model, tokenizer, params: HealParams, ctx):
     if ctx.teacher is None:
         raise RuntimeError("heal needs the frozen source model in ctx.teacher (the pipeline provides it)")
-    train, holdout = train_and_holdout(tokenizer, load_corpus(params.split), params.seq_len, params.holdout,
+    train, holdout = train_and_holdout(tokenizer, load_corpus(params.split, corpus=params.corpus), params.seq_len, params.holdout,
                                        params.seed)
     device = next(model.parameters()).device
     frozen = () if params.train_embeddings else (ctx.adapter.embed_tokens(model).weight,

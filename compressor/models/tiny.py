@@ -8,9 +8,12 @@ from transformers import AutoModelForCausalLM, Exaone4Config, LlamaConfig, PreTr
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 TINY_VOCAB = 3 + 256
+# ChatML, as SmolLM2's tokenizer carries it (for tests of evaluations through the chat template)
+CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
-def byte_tokenizer() -> PreTrainedTokenizerFast:
+def byte_tokenizer(chat_template: str | None = None) -> PreTrainedTokenizerFast:
     """256 byte tokens after 3 specials, no merges: exact round trip for any UTF-8 text."""
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
@@ -29,6 +32,8 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
         model_input_names=["input_ids", "attention_mask"],
     )
     fast.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS})
+    if chat_template:
+        fast.chat_template = chat_template
     return fast
 
 
@@ -77,11 +82,11 @@ def tiny_model(config, seed: int = 0):
     return model.eval()
 
 
-def save_tiny(kind: str, folder: Path, seed: int = 0, **shape) -> Path:
-    """Write a tiny random `llama` or `exaone4` checkpoint with its tokenizer to `folder`."""
+def save_tiny(kind: str, folder: Path, seed: int = 0, chat_template: str | None = None, **shape) -> Path:
+    """Write a tiny random `llama` or `exaone4` checkpoint with its tokenizer (and `chat_template`) to `folder`."""
     builders = {"llama": tiny_llama_config, "exaone4": tiny_exaone4_config}
     model = tiny_model(builders[kind](**shape), seed=seed)
     folder = Path(folder)
     model.save_pretrained(folder, safe_serialization=True)
-    byte_tokenizer().save_pretrained(folder)
+    byte_tokenizer(chat_template).save_pretrained(folder)
     return folder

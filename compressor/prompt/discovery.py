@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import torch
 
-from compressor.prompt.probes import FILLER_SPLIT, Probe, build_probes
+from compressor.prompt.probes import Probe, build_probes, filler_file
 from compressor.prompt.spec import PromptCompressorSpec
 
 
@@ -86,7 +86,8 @@ def choose_heads(scores: torch.Tensor, n_heads: int, max_layer: int | None = Non
 
 def discover(model, tokenizer, adapter, params, progress=lambda m: None) -> PromptCompressorSpec:
     """Score every head on the needle probes of `params` (an EvaluatorHeadsParams), then pick L* and its heads."""
-    probes = build_probes(tokenizer, params.probe_tokens, params.needle, params.question, params.depths, params.seed)
+    probes = build_probes(tokenizer, params.probe_tokens, params.needle, params.question, params.depths, params.seed,
+                          corpus=params.filler)
     scores = head_scores(model, tokenizer, adapter, probes, params.n_o, progress)
     layer, chosen, layer_scores = choose_heads(scores, params.heads, params.max_layer)
     config = model.config
@@ -99,5 +100,5 @@ def discover(model, tokenizer, adapter, params, progress=lambda m: None) -> Prom
         layer_scores=[round(x, 6) for x in layer_scores],
         head_scores=[[round(float(x), 6) for x in row] for row in scores],
         probe={"needle": params.needle, "question": params.question, "depths": list(params.depths),
-               "tokens": params.probe_tokens, "filler": f"eval/data/corpus/{FILLER_SPLIT}.jsonl", "seed": params.seed},
+               "tokens": params.probe_tokens, "filler": filler_file(params.filler), "seed": params.seed},
     )

@@ -19,15 +19,20 @@ class Probe:
     depth: float
 
 
-def paragraphs(split: str = FILLER_SPLIT) -> list[str]:
-    return [p.strip() for doc in load_corpus(split) for p in doc.split("\n\n") if p.strip()]
+def paragraphs(split: str = FILLER_SPLIT, corpus: str = "en") -> list[str]:
+    return [p.strip() for doc in load_corpus(split, corpus=corpus) for p in doc.split("\n\n") if p.strip()]
+
+
+def filler_file(corpus: str = "en") -> str:
+    """Where the filler comes from, as recorded in prompt_compressor.json."""
+    return f"eval/data/{'corpus' if corpus == 'en' else corpus}/{FILLER_SPLIT}.jsonl"
 
 
 def build_probes(tokenizer, tokens: int, needle: str = NEEDLE, question: str = QUESTION,
-                 depths=DEPTHS, seed: int = 0, split: str = FILLER_SPLIT) -> list[Probe]:
+                 depths=DEPTHS, seed: int = 0, split: str = FILLER_SPLIT, corpus: str = "en") -> list[Probe]:
     """One probe per depth of about `tokens` tokens: filler paragraphs (a seeded start in the corpus), the
     needle at the paragraph boundary nearest to `depth`, the question after the filler."""
-    paras = paragraphs(split)
+    paras = paragraphs(split, corpus)
     if not paras:
         raise ValueError(f"corpus split {split!r} is empty")
     n_tok = lambda s: len(tokenizer(s, add_special_tokens=False)["input_ids"])  # noqa: E731

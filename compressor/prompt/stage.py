@@ -27,6 +27,8 @@ class EvaluatorHeadsParams(StageParams):
     needle: str = Field(NEEDLE, min_length=1)
     question: str = Field(QUESTION, min_length=1)
     seed: int = 0
+    filler: Literal["en", "ko", "mixed"] = Field("en", description="the corpus the probes' filler comes from (its "
+                                                  "long split): en (CPython docstrings), ko (Korean statutes, bills)")
     max_layer: int | None = Field(None, ge=0, description="search L* among layers 0..max_layer only (the scorer "
                                   "runs L*+1 layers: shallower is faster, usually less accurate)")
 

@@ -7,13 +7,10 @@ its answer, a perplexity document). Calibrating on the documents a model is then
 score; the corpus `calibration` split is the honest default.
 """
 
-import random
-
 import torch
 from pydantic import Field, model_validator
 
-from compressor.data.calibration import CalibrationSpec
-from compressor.data.corpus import load_corpus
+from compressor.data.calibration import CalibrationSpec, calibration_texts, packed_windows
 from compressor.evaluate.suite import include_folder, load_suite
 
 
@@ -24,12 +21,13 @@ class QuantCalibration(CalibrationSpec):
 
     @model_validator(mode="after")
     def _one_source(self):
-        if self.suite is not None and "split" in self.model_fields_set:
-            raise ValueError("give either `split` (local corpus) or `suite` (its documents), not both")
+        if self.suite is not None and {"split", "corpus"} & self.model_fields_set:
+            raise ValueError("give either `split` / `corpus` (a local corpus) or `suite` (its documents), not both")
         return self
 
     def describe(self) -> str:
-        source = f"suite {self.suite}" if self.suite else f"corpus split {self.split}"
+        source = f"suite {self.suite}" if self.suite else f"corpus {self.corpus} split {self.split}"
+        source += " through the chat template" if self.chat_template else ""
         return f"{self.samples} x {self.seq_len} tokens from {source}, seed {self.seed}"
 
 
@@ -62,21 +60,6 @@ def _render(task, doc) -> str:
     return f"{context}{task.config.target_delimiter}{target}"
 
 
-def packed_windows(tokenizer, texts: list[str], samples: int, seq_len: int, seed: int) -> list[torch.Tensor]:
-    """Shuffle `texts` (seeded), join them with blank lines, cut `samples` windows of `seq_len` token ids."""
-    texts = list(texts)
-    random.Random(seed).shuffle(texts)
-    ids: list[int] = []
-    for text in texts:
-        ids += tokenizer(text + "\n\n", add_special_tokens=False)["input_ids"]
-        if len(ids) >= samples * seq_len:
-            break
-    windows = [torch.tensor([ids[i:i + seq_len]]) for i in range(0, len(ids) - seq_len + 1, seq_len)][:samples]
-    if not windows:
-        raise ValueError(f"the calibration documents hold fewer than {seq_len} tokens")
-    return windows
-
-
 def quant_calibration_windows(tokenizer, spec: QuantCalibration) -> list[torch.Tensor]:
-    texts = suite_documents(spec.suite) if spec.suite else load_corpus(spec.split)
+    texts = calibration_texts(tokenizer, spec, suite_documents(spec.suite) if spec.suite else None)
     return packed_windows(tokenizer, texts, spec.samples, spec.seq_len, spec.seed)

@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from compressor.core.errors import UserError
-from compressor.data.corpus import corpus_path
+from compressor.data.corpus import check_corpus
 from compressor.evaluate.suite import load_suite
 from compressor.models.adapters import adapter_for
 from compressor.quantize.calibration_data import QuantCalibration
@@ -121,7 +121,7 @@ class QuantizeParams(StageParams):
             if self.calibration.suite:
                 load_suite(self.calibration.suite)
             else:
-                corpus_path(self.calibration.split)
+                check_corpus(self.calibration.split, self.calibration.corpus)
         except UserError as error:
             raise ValueError(f"calibration: {error}") from None
 

@@ -94,19 +94,62 @@ def generate(llm, spec: dict) -> list[dict]:
     return results
 
 
-def lm_eval_tasks(lm, spec: dict) -> dict:
-    """Each task through lm-eval's own vLLM backend; {task: {metric: value}}."""
+class WorkloadTimer:
+    """Wall time and generated tokens of lm-eval's batched vLLM generate calls (compressor/evaluate/workload.py
+    defines the measurement; this process cannot import it). Model load is outside the calls."""
+
+    def __init__(self, lm):
+        self.raw = {"seconds": 0.0, "tokens": 0, "requests": 0, "calls": 0}
+        self.active = False
+        original = lm._model_generate
+
+        def timed(requests=None, generate=False, *args, **kwargs):
+            if not (generate and self.active):
+                return original(requests, generate, *args, **kwargs)
+            start = time.perf_counter()
+            outputs = original(requests, generate, *args, **kwargs)
+            self.raw["seconds"] += time.perf_counter() - start
+            self.raw["tokens"] += sum(len(o.outputs[0].token_ids) for o in outputs)
+            self.raw["requests"] += len(outputs)
+            self.raw["calls"] += 1
+            return outputs
+
+        lm._model_generate = timed
+
+
+def lm_eval_tasks(lm, spec: dict) -> tuple[dict, dict, dict]:
+    """Each task through lm-eval's own vLLM backend: ({task: {metric: value}}, workload sums, {task: samples})."""
     import lm_eval
+    import lm_eval.evaluator
     from lm_eval.tasks import TaskManager
 
+    lm_eval.evaluator.get_git_commit_hash = lambda: None  # no `git describe` noise from outside a checkout
     manager = TaskManager(include_path=spec["include_path"], include_defaults=False)
-    per_task = {}
+    timer = WorkloadTimer(lm)
+    per_task, samples = {}, {}
     for task in spec["tasks"]:
-        results = lm_eval.simple_evaluate(model=lm, tasks=[task["task"]], task_manager=manager, limit=task["limit"],
-                                          bootstrap_iters=0, log_samples=False)["results"][task["task"]]
+        timer.active = task.get("generative", False)
+        out = lm_eval.simple_evaluate(model=lm, tasks=[task["task"]], task_manager=manager, limit=task["limit"],
+                                      bootstrap_iters=0, log_samples=spec.get("log_samples", False),
+                                      apply_chat_template=task.get("chat_template", False))
+        results = out["results"][task["task"]]
         per_task[task["task"]] = {k: v for k, v in results.items()
                                   if isinstance(v, (int, float)) and "stderr" not in k}
-    return per_task
+        if spec.get("log_samples"):
+            samples[task["task"]] = (out.get("samples") or {}).get(task["task"], [])
+    return per_task, timer.raw, samples
+
+
+def engine_facts(llm) -> dict:
+    """What the engine chose (not what the checkpoint asked for): cache dtype, block size, KV-cache blocks."""
+    config = llm.llm_engine.vllm_config
+    cache = config.cache_config
+    facts = {"max_model_len": config.model_config.max_model_len, "cache_dtype": str(cache.cache_dtype),
+             "block_size": cache.block_size}
+    blocks = getattr(cache, "num_gpu_blocks", None)
+    if blocks:
+        facts.update(kv_cache_blocks=blocks, kv_cache_tokens=blocks * cache.block_size)
+    return facts
 
 
 def load(request: dict):
@@ -114,6 +157,9 @@ def load(request: dict):
     args = dict(dtype=request.get("dtype", "auto"), seed=request.get("seed", 0),
                 max_model_len=request.get("max_model_len", 4096), disable_log_stats=False,
                 enforce_eager=request.get("enforce_eager", False))  # eager: no torch.compile, ~2x faster start
+    for key in ("gpu_memory_utilization", "tensor_parallel_size"):
+        if key in request:
+            args[key] = request[key]
     if "lm_eval" not in request:
         from vllm import LLM
 
@@ -146,8 +192,14 @@ def main(request_path: str, result_path: str) -> None:
               "versions": {"vllm": vllm.__version__, "torch": torch.__version__,
                            "transformers": transformers.__version__}}
     vocab_size = config.get_vocab_size()
+    try:
+        result["engine"] = engine_facts(llm)
+    except AttributeError:  # another vLLM version keeps these elsewhere: report nothing rather than guess
+        result["engine"] = None
     if lm is not None:
-        result["lm_eval"] = lm_eval_tasks(lm, request["lm_eval"])
+        result["lm_eval"], result["workload"], samples = lm_eval_tasks(lm, request["lm_eval"])
+        if samples:
+            result["samples"] = samples
     if "bench" in request:
         result["bench"] = bench(llm, request["bench"], vocab_size)
     if "generate" in request:
@@ -157,7 +209,7 @@ def main(request_path: str, result_path: str) -> None:
     result["peak_rss_mb"] = max(resource.getrusage(who).ru_maxrss
                                 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
     with open(result_path, "w") as handle:
-        json.dump(result, handle)
+        json.dump(result, handle, default=str)
 
 
 if __name__ == "__main__":

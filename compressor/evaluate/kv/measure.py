@@ -23,7 +23,7 @@ from compressor.evaluate.kv.long_context import ablation_points, measure_points
 from compressor.evaluate.kv.runtime import PressRuntime, time_per_token_press
 from compressor.evaluate.kv.spec import KVPressSpec
 from compressor.evaluate.model_facts import dtype_name, half_on_cpu, param_count, peak_rss_mb
-from compressor.evaluate.suite import Suite, run_suite_torch
+from compressor.evaluate.suite import Suite, run_suite
 from compressor.models.sources import load_model
 
 
@@ -34,7 +34,8 @@ def _latency(model, tokenizer, press: KVPressSpec | None, spec) -> dict:
             for b in spec.latency.batch_sizes}
 
 
-def measure_torch_press(folder: Path, suite: Suite, spec, device, progress, press: KVPressSpec) -> dict:
+def measure_torch_press(folder: Path, suite: Suite, spec, device, progress, press: KVPressSpec,
+                        log_samples: bool = False) -> dict:
     """`press` is the run's press for the output model, or press none for the source (baseline)."""
     from compressor.evaluate.kv.lm import PressHFLM  # lm-eval's HFLM: imported when a press run needs it
 
@@ -50,11 +51,13 @@ def measure_torch_press(folder: Path, suite: Suite, spec, device, progress, pres
         if half_on_cpu(model):  # quality in the exact fp32 upcast, as measure_torch does
             model = model.float()
         lm_class = functools.partial(PressHFLM, runtime=PressRuntime(model, press))
-        per_task = run_suite_torch(model, tokenizer, suite, spec.batch_size, spec.limit, progress, lm_class=lm_class)
+        run = run_suite(model, tokenizer, suite, spec.batch_size, spec.limit, progress, lm_class=lm_class,
+                        chat_template=spec.chat_template, max_gen_toks=spec.max_gen_toks, log_samples=log_samples)
         long_spec = spec.long_context_spec()
         points = ablation_points(press if press.active else None, long_spec)
         long = measure_points(model, tokenizer, points, long_spec, progress)
-        m = {"tasks": per_task, "latency": latency, "dtype": dtype,
+        m = {"tasks": run.tasks, "latency": latency, "dtype": dtype, "samples": run.samples,
+             "workload_raw": {**run.workload, "dtype": dtype_name(model), "batch_size": 1, "engine": "press loop"},
              "quality_dtype": dtype_name(model), "params": param_count(model), "kv_press": press.model_dump(mode="json"),
              "long_context": long[1] if press.active else long[0], "long_context_points": long,
              "peak_rss_mb": peak_rss_mb()}
