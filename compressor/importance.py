@@ -77,14 +77,19 @@ def summary(importance, config) -> dict:
 def rich_table(rows: list[dict], title: str):
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=title, title_justify="left")
     for column in ("layer", "BI", "angular", "weakest heads", "head scores", "KV groups", "neurons: top half"):
-        table.add_column(column, justify="left" if column in ("weakest heads", "KV groups") else "right")
+        table.add_column(column, justify="left" if column in ("weakest heads", "KV groups") else "right",
+                         overflow="fold")
     for r in rows:
         table.add_row(str(r["layer"]), f"{r['block_influence']:.3f}", f"{r['angular_to_next']:.3f}",
                       ",".join(map(str, r["heads_weakest_first"][:3])), f"{r['head_min']:.1f}-{r['head_max']:.1f}",
                       "/".join(f"{v:.1f}" for v in r["kv_groups"][:8]) + ("/…" if len(r["kv_groups"]) > 8 else ""),
                       f"{r['neuron_top_half_share']:.0%}")
+    table.caption = ("Higher = more important = kept. Pruning keeps the highest-scoring heads, KV groups, neurons "
+                     "and channels; drop_layers removes the layers of lowest BI (block influence) or the block of "
+                     "smallest angular distance. 'weakest heads' are the first to go.")
+    table.caption_justify = "left"
     return table
 
 

@@ -9,6 +9,7 @@ import yaml
 
 from compressor.catalogue import stage_function
 from compressor.core.atomic import atomic_dir, refuse_existing
+from compressor.core.errors import EvaluationIncomplete
 from compressor.core.files import folder_size_mb
 from compressor.core.layout import CONFIG_FILE, MODEL_DIR, RECIPE_FILE
 from compressor.core.versions import package_versions
@@ -28,8 +29,13 @@ def _quiet(message: str) -> None:
 
 def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force: bool = False,
                  evaluate: bool | None = None, progress=_quiet, fresh_baseline: bool = False,
-                 samples_dir: Path | None = None) -> dict:
-    """Apply `recipe`; returns the report (also written to `out_dir/report.json`)."""
+                 samples_dir: Path | None = None, record_source_path: bool = False) -> dict:
+    """Apply `recipe`; returns the report (also written to `out_dir/report.json`).
+
+    The output folder is written (atomically) before the evaluation starts: an evaluation that fails or is
+    interrupted leaves a complete model and a report marked "evaluation incomplete" that names the command
+    finishing it (`compressor eval OUT`), and raises EvaluationIncomplete.
+    """
     started = time.perf_counter()
     out_dir = Path(out_dir or recipe.output_dir())
     refuse_existing(out_dir, force)
@@ -42,8 +48,7 @@ def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force:
     if run_eval and recipe.eval.runtime == "vllm":
         require_vllm()  # before the work: a failed evaluation discards the unfinished output
 
-    progress(f"hashing source {source.id}")
-    source_hash = content_hash(source.path)
+    source_hash = content_hash(source.path, progress)
     device = pick_device(recipe.model.device)
     progress(f"loading {source.id} on {device}")
     model, tokenizer = load_model(source.path, device, pick_dtype(recipe.model.dtype),
@@ -64,10 +69,12 @@ def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force:
     if problems:
         raise RuntimeError(f"stages left an inconsistent config: {'; '.join(problems)}")
 
+    source_record = {"id": source.id, "kind": source.kind, "path": str(source.path), "sha256": source_hash,
+                     "size_mb": round(folder_size_mb(source.path), 2)}
     provenance = {
         "recipe": recipe.name,
-        "source": {"id": source.id, "kind": source.kind, "path": str(source.path), "sha256": source_hash,
-                   "size_mb": round(folder_size_mb(source.path), 2)},
+        # model/ travels (submit.zip): a local source is named by its folder, its path kept only on request
+        "source": source_record if record_source_path else private_source(source_record),
         "stages": [{"stage": s["stage"], "params": s["params"]} for s in stage_reports],
         "versions": package_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -83,19 +90,48 @@ def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force:
             "recipe": recipe.name,
             "recipe_file": recipe_source,
             "output": str(out_dir),
-            "source": provenance["source"],
+            "source": source_record,
             "stages": stage_reports,
             "model": {"size_mb": round(folder_size_mb(staging / MODEL_DIR), 2),
                       "num_hidden_layers": config_value(staging / MODEL_DIR, "num_hidden_layers")},
             "versions": provenance["versions"],
         }
         if run_eval:
-            baseline = source.path if recipe.eval.baseline else None
-            report = add_evaluation(report, judge(staging / MODEL_DIR, baseline, recipe.eval, device, progress,
-                                                  fresh_baseline, samples_dir=samples_dir))
+            report["evaluation"] = {"status": "pending", "finish_with": f"compressor eval {out_dir}"}
         report["seconds"] = round(time.perf_counter() - started, 2)
         write_reports(report, staging)
+    if not run_eval:
+        return report
+    baseline = source.path if recipe.eval.baseline else None
+    try:
+        result = judge(out_dir / MODEL_DIR, baseline, recipe.eval, device, progress, fresh_baseline,
+                       samples_dir=samples_dir)
+    except BaseException as error:
+        interrupted = isinstance(error, KeyboardInterrupt)
+        reason = "interrupted" if interrupted else one_line(f"{type(error).__name__}: {error}")
+        report["evaluation"] = {"status": "incomplete", "error": reason, "finish_with": f"compressor eval {out_dir}"}
+        write_reports(report, out_dir)
+        raise EvaluationIncomplete(f"evaluation {reason if interrupted else 'failed: ' + reason}; the model is "
+                                   f"written ({out_dir / MODEL_DIR}): finish with `compressor eval {out_dir}`",
+                                   exit_code=130 if interrupted else 2) from error
+    report = add_evaluation(report, result)
+    report.pop("evaluation", None)
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    write_reports(report, out_dir)
     return report
+
+
+def private_source(record: dict) -> dict:
+    """The source as model/compressor.json records it: a local folder by its name, without its path."""
+    record = {k: v for k, v in record.items() if k != "path"}
+    if record["kind"] == "local":
+        record["id"] = Path(record["id"]).name
+    return record
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def frozen_copy(model):

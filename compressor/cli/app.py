@@ -62,7 +62,7 @@ def main() -> None:
     try:
         cli.main(args=args, prog_name="compressor", standalone_mode=False)
     except UserError as error:
-        _fail(str(error), debug, 2)
+        _fail(str(error), debug, getattr(error, "exit_code", 2))
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

@@ -21,8 +21,10 @@ from compressor.cli.output import emit, progress_printer, stderr_console
 def evaluate(output_dir, baseline, no_baseline, fresh_baseline, device, use_mlflow, mlflow_uri, as_json, **options):
     """Evaluate OUTPUT_DIR/model against its source: suite tasks, time per token, Score.
 
-    The result is added to OUTPUT_DIR/report.json (and report.md, report.png) under its runtime,
-    beside what `apply` measured; a bare model folder is never written to.
+    Settings: the output's recipe.yaml `eval:` block (so `compressor eval OUT` finishes what `apply`
+    started), then --target's profile, then the options given here. The result is added to
+    OUTPUT_DIR/report.json (and report.md, report.png) under its runtime, beside what `apply` measured;
+    a bare model folder is never written to.
 
     \b
     Example:
@@ -33,14 +35,15 @@ def evaluate(output_dir, baseline, no_baseline, fresh_baseline, device, use_mlfl
       compressor eval out/fp16 --kv-press streaming_llm --n-sink 4 --window 1024
       compressor eval out/w8a8 --target lg-aimers --log-samples out/w8a8/samples   # the server's judge
     """
-    from compressor.cli.options import explicit_options, target_eval_settings
+    from compressor.cli.options import explicit_options, recipe_eval_settings, target_eval_settings
     from compressor.core.layout import REPORT_JSON, is_output
     from compressor.evaluate.output import evaluate_output
     from compressor.reports.report import record_evaluation, rich_table
 
     samples_dir = options.pop("samples_dir")
-    target = target_eval_settings(options.pop("target_name"), explicit_options())
-    spec = eval_spec_from_options(not no_baseline, **options, target_settings=target)
+    # the recipe's own eval block (what `apply` judged with), then a target's profile, then the command line
+    layers = (recipe_eval_settings(output_dir), target_eval_settings(options.pop("target_name")))
+    spec = eval_spec_from_options(not no_baseline, **options, layers=layers, explicit=explicit_options())
     progress = progress_printer(not as_json)
     result = evaluate_output(output_dir, spec, baseline=baseline, device=device, fresh_baseline=fresh_baseline,
                              progress=progress, samples_dir=samples_dir)

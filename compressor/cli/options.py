@@ -78,40 +78,69 @@ def explicit_options() -> set[str]:
     return {name for name in ctx.params if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
 
 
-def target_eval_settings(target_name: str | None, explicit: set[str]) -> dict:
-    """The evaluation settings a target states, minus those the command line sets itself."""
+def target_eval_settings(target_name: str | None) -> dict:
+    """The evaluation settings a target states (with `target`: its name), or {} without a target."""
     if target_name is None:
         return {}
     from compressor.export.targets import eval_profile, load_target
 
     target = load_target(target_name)
-    settings = eval_profile(target).eval_settings()
-    return {**{k: v for k, v in settings.items() if k not in explicit}, "target": target.name}
+    return {**eval_profile(target).eval_settings(), "target": target.name}
+
+
+def recipe_eval_settings(output_dir: Path) -> dict:
+    """The `eval:` block of OUTPUT_DIR/recipe.yaml (what `apply` judged with), or {} when there is none."""
+    from compressor.core.layout import RECIPE_FILE, is_output
+    from compressor.core.yaml_io import read_yaml_file
+
+    path = Path(output_dir) / RECIPE_FILE
+    if not (is_output(output_dir) and path.is_file()):
+        return {}
+    data = read_yaml_file(path, "recipe")
+    settings = dict((data or {}).get("eval") or {}) if isinstance(data, dict) else {}
+    settings.pop("enabled", None)
+    return settings
+
+
+LATENCY_OPTIONS = ("prompt_tokens", "new_tokens", "runs", "warmup", "batch_sizes")
+PRESS_OPTIONS = ("kv_press", "kv_ratio", "n_sink", "window")
+LONG_OPTIONS = ("long_context", "chunk")
 
 
 def eval_spec_from_options(baseline: bool, runtime, suite, limit, batch_size, prompt_tokens, new_tokens, runs,
                            batch_sizes, warmup=1, kv_press=None, kv_ratio=0.0, n_sink=None, window=None,
                            long_context=None, chunk=None, timing=None, chat_template=None, max_gen_toks=None,
-                           target_settings=None):
-    """An EvalSpec from command-line values; `target_settings` (target_eval_settings) overlays them."""
+                           layers: tuple[dict, ...] = (), explicit: set[str] | None = None):
+    """An EvalSpec from command-line values over `layers` of settings (e.g. the recipe's eval, then a target's).
+
+    With `explicit` (the options given on the command line), only those override the layers; without it every
+    value counts (the command's defaults are then the settings)."""
     from pydantic import ValidationError
 
     from compressor.core.validation import format_validation_error
     from compressor.evaluate.spec import EvalSpec
 
-    press = None
-    if kv_press is not None or window is not None or n_sink is not None or kv_ratio:
-        press = {"press": kv_press or "none", "ratio": kv_ratio, "n_sink": n_sink, "window": window}
-    long = None
-    if long_context is not None or chunk is not None:
-        long = {k: v for k, v in (("tokens", long_context), ("chunk", chunk)) if v is not None}
+    given = (lambda name: True) if explicit is None else (lambda name: name in explicit)
     try:
-        fields = dict(baseline=baseline, runtime=runtime, suite=suite, limit=limit, batch_size=batch_size,
-                      latency={"prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "runs": runs,
-                               "warmup": warmup, "batch_sizes": [int(b) for b in batch_sizes.split(",")]},
-                      kv_press=press, long_context=long, timing=timing, chat_template=chat_template,
-                      max_gen_toks=max_gen_toks)
-        return EvalSpec(**{**fields, **(target_settings or {})})
+        fields = {name: value for name, value in (("runtime", runtime), ("suite", suite), ("limit", limit),
+                                                  ("batch_size", batch_size), ("timing", timing),
+                                                  ("chat_template", chat_template), ("max_gen_toks", max_gen_toks))
+                  if given(name)}
+        latency = {"prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "runs": runs, "warmup": warmup,
+                   "batch_sizes": [int(b) for b in str(batch_sizes).split(",")]}
+        latency = {k: v for k, v in latency.items() if given(k)}
+        if any(given(o) for o in PRESS_OPTIONS) and (kv_press is not None or window is not None
+                                                      or n_sink is not None or kv_ratio):
+            fields["kv_press"] = {"press": kv_press or "none", "ratio": kv_ratio, "n_sink": n_sink, "window": window}
+        if any(given(o) for o in LONG_OPTIONS) and (long_context is not None or chunk is not None):
+            fields["long_context"] = {k: v for k, v in (("tokens", long_context), ("chunk", chunk)) if v is not None}
+        merged: dict = {}
+        for layer in (*layers, fields):
+            merged.update({k: v for k, v in layer.items() if k != "latency"})
+            merged["latency"] = {**merged.get("latency", {}), **layer.get("latency", {})}
+        merged["latency"].update(latency)
+        merged["baseline"] = baseline
+        return EvalSpec(**merged)
     except (ValidationError, ValueError) as error:
         message = format_validation_error("options", error) if isinstance(error, ValidationError) else str(error)
         raise UserError(message) from None

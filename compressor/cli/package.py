@@ -4,13 +4,13 @@ from pathlib import Path
 
 import click
 
-from compressor.cli.output import emit
+from compressor.cli.output import emit, progress_printer
 
 
 @click.command()
 @click.argument("output_dir", type=click.Path(path_type=Path))
 @click.option("--target", "target_file", type=click.Path(path_type=Path), required=True,
-              help="Target profile, e.g. export/targets/lg-aimers.yaml.")
+              help="A packaged target by name (lg-aimers, hf) or a target YAML file.")
 @click.option("--force", is_flag=True, help="Overwrite an existing submit.zip.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def package(output_dir, target_file, force, as_json):
@@ -18,11 +18,11 @@ def package(output_dir, target_file, force, as_json):
 
     \b
     Example:
-      compressor package out/fp16 --target export/targets/lg-aimers.yaml
+      compressor package out/fp16 --target lg-aimers
     """
     from compressor.export.package import package as make_package
     from compressor.export.targets import load_target
 
-    result = make_package(output_dir, load_target(target_file), force=force)
+    result = make_package(output_dir, load_target(target_file), force=force, progress=progress_printer(not as_json))
     emit(result, as_json, lambda r: click.echo(
         f"wrote {r['zip']} ({r['zipped_bytes'] / 2**20:.1f} MB, {len(r['files'])} files) for target {r['target']}"))

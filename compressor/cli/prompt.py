@@ -29,7 +29,7 @@ def prompt_group():
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Write OUT/model (a copy of FOLDER's model) instead of FOLDER; needed for a bare model folder.")
 @click.option("--force", is_flag=True, help="Replace an existing prompt_compressor.json (or OUT).")
-@click.option("--heads", type=int, default=8, show_default=True, help="Evaluator heads to keep.")
+@click.option("--heads", type=int, default=None, help="Evaluator heads to keep (default 8, or all of a model with fewer).")
 @click.option("--n-o", "n_o", type=int, default=16, show_default=True, help="Observation window N_o (last queries).")
 @click.option("--kernel", type=int, default=32, show_default=True, help="AvgPool1d smoothing kernel r.")
 @click.option("--rate", type=float, default=0.5, show_default=True, help="Default share of tokens to keep.")

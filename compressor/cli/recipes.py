@@ -15,15 +15,17 @@ def recipes():
 @click.option("--dir", "folder", type=click.Path(path_type=Path), default=None,
               help="Recipe folder (default: the packaged gallery).")
 def list_recipes(folder):
-    """List the recipes of the gallery (or --dir) with their descriptions."""
+    """List the recipes of the gallery (or --dir): the name `compressor apply NAME` takes, stages, description."""
     from compressor.core.resources import recipes_dir
     from compressor.recipe import load_recipe
 
+    gallery = folder is None
     folder = folder or recipes_dir()
     for path in sorted(Path(folder).glob("*.yaml")):
         recipe = load_recipe(path)
         stages = ", ".join(s.stage for s in recipe.stages) or "(no stages)"
-        click.echo(f"{path.name:24} {stages:32} {recipe.description}")
+        name = path.stem if gallery else str(path)
+        click.echo(f"{name:24} {stages:32} {recipe.description}")
 
 
 @recipes.command()

@@ -7,3 +7,11 @@ class UserError(Exception):
 
 class CheckFailed(UserError):
     """An output failed a deployment or target check."""
+
+
+class EvaluationIncomplete(UserError):
+    """The output is written but its evaluation failed or was interrupted (the message says how to finish it)."""
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -16,17 +16,25 @@ def field_path(loc: tuple) -> str:
     return "".join(parts) or "(top level)"
 
 
+SHOWN_ERRORS = 5
+VALUE_LIMIT = 200  # characters of a value echoed back in a message
+
+
+def _message(item: dict, known_stages) -> str:
+    message = item["msg"].removeprefix("Value error, ")
+    if item["type"] == "extra_forbidden":
+        return "unknown key"
+    if item["type"] == "union_tag_invalid":
+        return f"unknown stage {item['ctx']['tag']!r} (known: {', '.join(sorted(known_stages or ()))})"
+    if item["type"] == "union_tag_not_found":
+        return "missing `stage:` (which stage to run)"
+    return message if len(message) <= VALUE_LIMIT else message[: VALUE_LIMIT - 3] + "..."
+
+
 def format_validation_error(source: str, error: ValidationError, known_stages=None) -> str:
-    """One line naming `source`, the first failing field and what was expected; `known_stages` (names) for the
-    message about an unknown `stage:`."""
-    first = error.errors()[0]
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        message = "unknown key"
-    elif first["type"] == "union_tag_invalid":
-        known = ", ".join(sorted(known_stages or ()))
-        message = f"unknown stage {first['ctx']['tag']!r} (known: {known})"
-    elif first["type"] == "union_tag_not_found":
-        message = "missing `stage:` (which stage to run)"
-    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    return f"{source}: {field_path(tuple(first['loc']))}: {message}{more}"
+    """One line naming `source`, each failing field (up to 5) and what was expected; `known_stages` (names) for
+    the message about an unknown `stage:`."""
+    items = error.errors()
+    parts = [f"{field_path(tuple(item['loc']))}: {_message(item, known_stages)}" for item in items[:SHOWN_ERRORS]]
+    more = f" (and {len(items) - SHOWN_ERRORS} more)" if len(items) > SHOWN_ERRORS else ""
+    return f"{source}: " + "; ".join(parts) + more

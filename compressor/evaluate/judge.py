@@ -55,6 +55,19 @@ def measure(folder: Path, suite: Suite, spec, device, progress, press=None, log_
     return m
 
 
+def speed_caveat(runtime: str, device, dtypes: list[str | None]) -> str | None:
+    """Why this run's time per token says little about the target's hardware, or None (a CUDA run)."""
+    if runtime == "torch" and getattr(device, "type", str(device)) == "cuda":
+        return None
+    notes = ["timed on a CPU (vLLM's CPU build)" if runtime == "vllm" else "timed on a CPU"]
+    notes.append("SpeedNorm and Score say little about a GPU such as the lg-aimers L4, where batched kernels, "
+                 "half precision and int8 GEMMs change what pays")
+    half = sorted({d for d in dtypes if d in ("float16", "bfloat16")})
+    if half and runtime == "torch":
+        notes.append(f"{'/'.join(half)} has no fast CPU kernels in torch (slower than float32 here, faster on a GPU)")
+    return "; ".join(notes)
+
+
 def _settings(spec: EvalSpec) -> dict:
     """The spec as recorded (and as the baseline cache key reads it): optional blocks only when set, so a
     plain run's key reads as it did before they existed."""
@@ -91,7 +104,7 @@ def judge(model_dir: Path, baseline_dir: Path | None, spec: EvalSpec, device, pr
     result["model"] = measure(model_dir, suite, spec, device, progress, press, log_samples=logging)
     logged = _save_samples(result["model"], samples_dir, "model")
     if baseline_dir is not None:
-        key = baseline_cache.cache_key(content_hash(baseline_dir), suite_fingerprint(suite), spec.runtime,
+        key = baseline_cache.cache_key(content_hash(baseline_dir, progress), suite_fingerprint(suite), spec.runtime,
                                        settings, str(device))
         cached = None if fresh_baseline or logging else baseline_cache.load_baseline(key)
         if cached is None:
@@ -108,6 +121,10 @@ def judge(model_dir: Path, baseline_dir: Path | None, spec: EvalSpec, device, pr
         result["baseline"] = cached
         result["baseline_key"] = key
         result.update(score(result["model"]["perf"], cached["perf"], result["model"]["tpt_ms"], cached["tpt_ms"]))
+    caveat = speed_caveat(spec.runtime, device, [result["model"].get("dtype"),
+                                                  (result.get("baseline") or {}).get("dtype")])
+    if caveat:
+        result["speed_caveat"] = caveat
     if logged:
         result["samples"] = logged
     return result

@@ -16,6 +16,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from compressor.core.errors import UserError
+from compressor.core.progress import counting, quiet
 from compressor.data.corpus import leading_token_ids
 
 
@@ -40,7 +41,7 @@ def fixed_prompt(tokenizer, prompt_tokens: int) -> list[int]:
 
 
 def time_per_token(model, tokenizer, prompt_tokens: int = 128, new_tokens: int = 32, runs: int = 5,
-                   warmup: int = 1, batch_size: int = 1) -> dict:
+                   warmup: int = 1, batch_size: int = 1, progress=quiet) -> dict:
     """Median/min/max TPOT in ms over `runs` greedy generations of exactly `new_tokens` tokens."""
     if prompt_tokens < 1 or new_tokens < 2 or runs < 1 or warmup < 0 or batch_size < 1:
         raise UserError("latency: need prompt_tokens >= 1, new_tokens >= 2, runs >= 1, warmup >= 0, batch_size >= 1")
@@ -70,9 +71,16 @@ def time_per_token(model, tokenizer, prompt_tokens: int = 128, new_tokens: int =
         decode = clock.stamps[-1] - clock.stamps[0]
         return 1000 * decode / (new_tokens - 1), 1000 * prefill
 
-    for _ in range(warmup):
-        one_run()
-    tpt, prefill = zip(*(one_run() for _ in range(runs)))
+    with counting(progress, f"timing batch {batch_size}: {prompt_tokens}-token prompt, {new_tokens} new tokens "
+                            f"({warmup} warm-up)", warmup + runs, "runs") as advance:
+        for _ in range(warmup):
+            one_run()
+            advance()
+        results = []
+        for _ in range(runs):
+            results.append(one_run())
+            advance()
+    tpt, prefill = zip(*results)
     return {
         "tpt_ms_median": statistics.median(tpt),
         "tpt_ms_min": min(tpt),

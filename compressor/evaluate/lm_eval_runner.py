@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from compressor.core.progress import CountingBar, quiet
+
 _OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                 "HF_UPDATE_DOWNLOAD_COUNTS": "0"}
 _NOISY_LOGGERS = ("lm_eval", "datasets", "filelock", "fsspec")
@@ -21,6 +23,29 @@ _EXPECTED_WARNINGS = ("`pretrained` model kwarg is not of type `str`", "Passed a
 class _DropExpected(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith(_EXPECTED_WARNINGS)
+
+
+@contextlib.contextmanager
+def request_progress(progress, label: str):
+    """lm-eval's own request bars (tqdm) shown as `progress` counters labelled `label`; its per-document
+    request-building bars silenced."""
+    import lm_eval.api.model as api_model
+    import lm_eval.api.task as api_task
+    import lm_eval.models.huggingface as huggingface
+
+    def bar(*args, **kwargs):
+        return CountingBar(progress, label, *args, **kwargs)
+
+    def silent(*args, **kwargs):
+        return CountingBar(progress, label, *args, **{**kwargs, "disable": True})
+
+    saved = [(module, module.tqdm) for module in (huggingface, api_model, api_task)]
+    huggingface.tqdm, api_model.tqdm, api_task.tqdm = bar, bar, silent
+    try:
+        yield
+    finally:
+        for module, original in saved:
+            module.tqdm = original
 
 
 @contextlib.contextmanager
@@ -89,7 +114,8 @@ def evaluate_tasks(model, tokenizer, include_path: Path, tasks: list[str], batch
 
 def run_tasks(model, tokenizer, include_path: Path, tasks: list[str], batch_size: int = 8,
               max_length: int | None = None, limit: int | None = None, lm_class=None,
-              apply_chat_template: bool = False, log_samples: bool = False, timer=None) -> dict:
+              apply_chat_template: bool = False, log_samples: bool = False, timer=None, progress=quiet,
+              label: str = "requests") -> dict:
     """lm-eval's `simple_evaluate` on `tasks` found in `include_path`: {"results", "samples" (when logged)}.
 
     `apply_chat_template`: prompts go through the tokenizer's chat template (lm-eval's own option); `timer`
@@ -118,17 +144,18 @@ def run_tasks(model, tokenizer, include_path: Path, tasks: list[str], batch_size
         if timer is not None:
             timer.wrap_hflm(lm)
         try:
-            results = lm_eval.simple_evaluate(
-                model=lm,
-                tasks=list(tasks),
-                task_manager=TaskManager(include_path=str(include_path), include_defaults=False),
-                limit=limit,
-                bootstrap_iters=0,  # no stderr resampling
-                log_samples=log_samples,
-                apply_chat_template=apply_chat_template,
-                # no reseeding of the global python/numpy/torch generators
-                random_seed=None, numpy_random_seed=None, torch_random_seed=None, fewshot_random_seed=None,
-            )
+            with request_progress(progress, label):
+                results = lm_eval.simple_evaluate(
+                    model=lm,
+                    tasks=list(tasks),
+                    task_manager=TaskManager(include_path=str(include_path), include_defaults=False),
+                    limit=limit,
+                    bootstrap_iters=0,  # no stderr resampling
+                    log_samples=log_samples,
+                    apply_chat_template=apply_chat_template,
+                    # no reseeding of the global python/numpy/torch generators
+                    random_seed=None, numpy_random_seed=None, torch_random_seed=None, fewshot_random_seed=None,
+                )
         finally:
             model.train(was_training)
     if _model_state(model)[0] != (device, dtype):  # lm-eval must not move or cast the caller's model

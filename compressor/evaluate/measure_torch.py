@@ -18,7 +18,7 @@ def measure_torch(folder: Path, suite: Suite, spec, device, progress, log_sample
     try:
         latency = {str(b): time_per_token(model, tokenizer, prompt_tokens=spec.latency.prompt_tokens,
                                           new_tokens=spec.latency.new_tokens, runs=spec.latency.runs,
-                                          warmup=spec.latency.warmup, batch_size=b)
+                                          warmup=spec.latency.warmup, batch_size=b, progress=progress)
                    for b in spec.latency.batch_sizes}
         dtype = dtype_name(model)
         # CPUs lack fast fp16 kernels (3x slower than fp32 here); the fp32 upcast is exact for every fp16

@@ -10,8 +10,10 @@ def dtype_name(model) -> str:
 
 
 def half_on_cpu(model) -> bool:
+    """fp16 weights on a CPU that can be upcast to fp32 exactly (a quantized model keeps its own dtypes)."""
     first = next(model.parameters())
-    return first.device.type == "cpu" and first.dtype == torch.float16
+    quantized = getattr(model.config, "quantization_config", None) is not None
+    return first.device.type == "cpu" and first.dtype == torch.float16 and not quantized
 
 
 def param_count(model) -> int:

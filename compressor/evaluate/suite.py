@@ -217,12 +217,12 @@ def run_suite(model, tokenizer, suite: Suite, batch_size: int = 8, limit: int | 
     timer = WorkloadTimer(sync=torch.cuda.synchronize if device.type == "cuda" else lambda: None)
     run = SuiteRun(tasks={})
     with include_folder(suite, max_gen_toks) as folder:
-        for task in suite.tasks:
+        for index, task in enumerate(suite.tasks, 1):
             templated = suite.uses_chat_template(task, chat_template)
-            progress(f"  task {task.task}" + (" (chat template)" if templated else ""))
+            label = f"task {index}/{len(suite.tasks)} {task.task}" + (" (chat template)" if templated else "")
             out = run_tasks(model, tokenizer, folder, [task.task], batch_size, limit=task_limit(task, limit),
                             lm_class=lm_class, apply_chat_template=templated, log_samples=log_samples,
-                            timer=timer if task.generative else None)
+                            timer=timer if task.generative else None, progress=progress, label=label)
             run.tasks[task.task] = numeric_metrics(out["results"][task.task])
             if log_samples:
                 run.samples[task.task] = out["samples"].get(task.task, [])

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compressor.core.errors import UserError
+from compressor.core.progress import counting, quiet
 from compressor.models.builtin import materialize_builtin
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -47,14 +48,17 @@ def model_files(folder: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def content_hash(folder: Path) -> str:
+def content_hash(folder: Path, progress=quiet) -> str:
     """sha256 over the relative names and bytes of the checkpoint's files (weights, config, tokenizer)."""
     digest = hashlib.sha256()
-    for path in model_files(folder):
-        digest.update(str(path.relative_to(folder)).encode() + b"\0")
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(block)
+    files = model_files(folder)
+    with counting(progress, f"hashing {folder}", sum(p.stat().st_size for p in files) / 2**20, "MB") as advance:
+        for path in files:
+            digest.update(str(path.relative_to(folder)).encode() + b"\0")
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 22), b""):
+                    digest.update(block)
+                    advance(len(block) / 2**20)
     return digest.hexdigest()
 
 

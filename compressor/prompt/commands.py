@@ -6,7 +6,7 @@ from pathlib import Path
 
 from compressor.core.atomic import atomic_dir, atomic_file, refuse_existing
 from compressor.core.errors import UserError
-from compressor.core.layout import HEATMAP_FILE, MODEL_DIR, PROMPT_SPEC_FILE, resolve
+from compressor.core.layout import HEATMAP_FILE, MODEL_DIR, PROMPT_SPEC_FILE, ZIP_NAME, resolve
 from compressor.models.adapters import adapter_for
 from compressor.models.sources import load_model, pick_device, pick_dtype
 from compressor.prompt.discovery import discover
@@ -30,6 +30,9 @@ def discover_folder(folder: Path, params, out: Path | None = None, force: bool =
                         f"(the source model is never modified)")
     if out is None:
         refuse_existing(model_dir / PROMPT_SPEC_FILE, force)
+        if (Path(folder) / ZIP_NAME).exists() and not force:
+            raise UserError(f"{folder}: already packaged ({ZIP_NAME}); discovering heads changes model/ and leaves "
+                            f"that zip stale (pass --force, then run `compressor package` again)")
     else:
         refuse_existing(Path(out), force)
     config = AutoConfig.from_pretrained(model_dir)
@@ -45,12 +48,16 @@ def discover_folder(folder: Path, params, out: Path | None = None, force: bool =
     del model
     png = heatmap_png(spec.head_scores, spec.layer, spec.heads)
     data = spec.model_dump_json(indent=2) + "\n"
+    stale = None
     if out is None:
         target = Path(folder)
         with atomic_file(model_dir / PROMPT_SPEC_FILE, force=True) as tmp:
             tmp.write_text(data)
         with atomic_file(target / HEATMAP_FILE, force=True) as tmp:
             tmp.write_bytes(png)
+        if (target / ZIP_NAME).exists():
+            stale = str(target / ZIP_NAME)
+            progress(f"warning: {stale} predates {PROMPT_SPEC_FILE}: run `compressor package` again")
     else:
         target = Path(out)
         with atomic_dir(target, force=force) as staging:
@@ -60,7 +67,7 @@ def discover_folder(folder: Path, params, out: Path | None = None, force: bool =
             (staging / HEATMAP_FILE).write_bytes(png)
     return {"output": str(target), "spec_file": str(target / MODEL_DIR / PROMPT_SPEC_FILE),
             "heatmap": str(target / HEATMAP_FILE), "layer": spec.layer, "heads": spec.heads,
-            "n_o": spec.n_o, "kernel": spec.kernel, "layer_scores": spec.layer_scores,
+            "n_o": spec.n_o, "kernel": spec.kernel, "layer_scores": spec.layer_scores, "stale_zip": stale,
             "seconds": round(time.perf_counter() - started, 2)}
 
 

@@ -74,6 +74,14 @@ def head_scores(model, tokenizer, adapter, probes: list[Probe], n_o: int, progre
     return total / len(probes)
 
 
+DEFAULT_HEADS = 8
+
+
+def heads_for(heads: int | None, config) -> int:
+    """How many evaluator heads to keep: as asked, else 8 (every head of a model with fewer)."""
+    return heads if heads is not None else min(DEFAULT_HEADS, config.num_attention_heads)
+
+
 def choose_heads(scores: torch.Tensor, n_heads: int, max_layer: int | None = None) -> tuple[int, list[int], list[float]]:
     """The layer with the largest total score (among layers 0..max_layer when given) and its top `n_heads` heads."""
     layer_scores = scores.sum(dim=1)
@@ -89,7 +97,7 @@ def discover(model, tokenizer, adapter, params, progress=lambda m: None) -> Prom
     probes = build_probes(tokenizer, params.probe_tokens, params.needle, params.question, params.depths, params.seed,
                           corpus=params.filler)
     scores = head_scores(model, tokenizer, adapter, probes, params.n_o, progress)
-    layer, chosen, layer_scores = choose_heads(scores, params.heads, params.max_layer)
+    layer, chosen, layer_scores = choose_heads(scores, heads_for(params.heads, model.config), params.max_layer)
     config = model.config
     return PromptCompressorSpec(
         layer=layer, heads=chosen, n_o=params.n_o, kernel=params.kernel, defaults={"rate": params.rate},

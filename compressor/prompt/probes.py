@@ -3,6 +3,7 @@
 import random
 from dataclasses import dataclass
 
+from compressor.core.errors import UserError
 from compressor.data.corpus import load_corpus
 
 # The needle of the paper's pilot experiment (the needle-in-a-haystack test it builds on).
@@ -38,7 +39,8 @@ def build_probes(tokenizer, tokens: int, needle: str = NEEDLE, question: str = Q
     n_tok = lambda s: len(tokenizer(s, add_special_tokens=False)["input_ids"])  # noqa: E731
     budget = tokens - n_tok(needle) - n_tok(question) - 6
     if budget < 16:
-        raise ValueError(f"probe of {tokens} tokens leaves no room for filler around the needle and question")
+        raise UserError(f"probe_tokens: a probe of {tokens} tokens leaves no room for filler around the needle and "
+                        f"question (use more probe tokens)")
     rng = random.Random(seed)
     probes = []
     for depth in depths:

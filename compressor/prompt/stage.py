@@ -18,7 +18,8 @@ from compressor.stages import StageParams, register
 class EvaluatorHeadsParams(StageParams):
     stage: Literal["evaluator_heads"]
     depends_on_layers = True
-    heads: int = Field(8, gt=0, description="evaluator heads to keep (at most the model's heads per layer)")
+    heads: int | None = Field(None, gt=0, description="evaluator heads to keep, at most the model's heads per layer "
+                              "(default: 8, or every head of a model with fewer)")
     n_o: int = Field(16, gt=0, description="observation window: the last N_o query positions")
     kernel: int = Field(32, gt=0, description="AvgPool1d smoothing kernel r for token scores")
     rate: float = Field(0.5, gt=0, le=1, description="default share of tokens kept by `prompt compress`")
@@ -45,6 +46,9 @@ class EvaluatorHeadsParams(StageParams):
             raise ValueError(f"probe_tokens {self.probe_tokens} > the model's max_position_embeddings {limit}")
         if self.n_o >= self.probe_tokens // 2:
             raise ValueError(f"n_o {self.n_o} must be well below probe_tokens {self.probe_tokens}")
+        if self.heads is not None and self.heads > config.num_attention_heads:
+            raise ValueError(f"heads {self.heads} > the model's {config.num_attention_heads} attention heads per layer "
+                             f"(use heads <= {config.num_attention_heads})")
         if self.max_layer is not None and self.max_layer >= config.num_hidden_layers:
             raise ValueError(f"max_layer {self.max_layer} >= the model's num_hidden_layers {config.num_hidden_layers} "
                              f"(layers are numbered from 0)")

@@ -28,8 +28,9 @@ def vllm_python() -> Path | None:
 def require_vllm() -> Path:
     python = vllm_python()
     if python is None:
-        raise UserError("the vLLM runtime needs its own environment: run `make install-vllm` "
-                        "(or set COMPRESSOR_VLLM_PYTHON to a python with vllm installed)")
+        raise UserError("the vLLM runtime needs its own environment, and this machine has none: run "
+                        "`make install-vllm` (or set COMPRESSOR_VLLM_PYTHON to a python with vllm installed), "
+                        "or evaluate in this environment with --runtime torch (or skip it: --no-eval)")
     return python
 
 

@@ -1,0 +1,127 @@
+"""The server's judge on the bundled model: does `workload` timing rank recipes differently than batch-1 TPOT?
+
+    .venv/bin/python benchmarks/judge.py [--work /tmp/bench-judge] [--runtimes torch,vllm]
+                                         [--recipes fp16,w8a8,w8a8-gptq,drop-layers,minitron] [--limit N] [--torch-limit 8]
+
+Each recipe is applied once to SmolLM2-135M (`--no-eval`, reused from WORK when it is already there), then
+the source and every output are measured with the `lg-aimers` suite (Korean tasks, chat template) in each
+runtime, the target's settings taken from export/targets/lg-aimers.yaml (vLLM: max_model_len from the config,
+batched requests). One measurement gives both timings: `workload` (the suite's batched generation, wall time /
+generated tokens) and `synthetic` (batch-1 TPOT of a 256-token prompt, 128 new tokens, median of 3). Scores are
+computed against the source under each. The source is measured twice back to back (first and last in each
+runtime) for the run-to-run spread. Writes WORK/judge.json and prints the tables (markdown) for RESULTS.md.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+RECIPES = ["fp16", "w8a8", "w8a8-gptq", "drop-layers", "minitron"]
+
+
+def build(recipe: str, out: Path) -> Path:
+    from compressor.pipeline import apply_recipe
+    from compressor.recipe import load_recipe
+
+    if not (out / "model" / "config.json").is_file():
+        print(f"applying {recipe} -> {out}", file=sys.stderr)
+        apply_recipe(load_recipe(recipe), recipe, out_dir=out, force=True, evaluate=False)
+    return out / "model"
+
+
+def spec_for(runtime: str, limit: int | None):
+    from compressor.evaluate.spec import EvalSpec
+    from compressor.export.targets import load_target
+
+    settings = load_target("lg-aimers").eval.eval_settings()
+    settings.update(runtime=runtime, limit=limit, baseline=False,
+                    latency={"prompt_tokens": 256, "new_tokens": 128, "runs": 3, "warmup": 1, "batch_sizes": [1]})
+    return EvalSpec(**settings)
+
+
+def measure(folder: Path, spec, label: str) -> dict:
+    import torch
+
+    from compressor.evaluate.judge import measure as judge_measure
+    from compressor.evaluate.spec import check_folders
+
+    suite = check_folders(spec, [folder])
+    started = time.perf_counter()
+    m = judge_measure(folder, suite, spec, torch.device("cpu"),
+                      lambda message: print(f"  [{label}] {message}", file=sys.stderr))
+    m["wall_s"] = round(time.perf_counter() - started, 1)
+    m.pop("samples", None)
+    return m
+
+
+def scores(m: dict, base: dict) -> dict:
+    from compressor.evaluate.score import score
+
+    return {timing: score(m["perf"], base["perf"], m[key], base[key])
+            for timing, key in (("workload", "tpt_ms"), ("synthetic", "synthetic_tpt_ms"))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/bench-judge"))
+    parser.add_argument("--runtimes", default="torch,vllm")
+    parser.add_argument("--recipes", default=",".join(RECIPES))
+    parser.add_argument("--limit", type=int, default=None, help="cap every task (smoke runs)")
+    parser.add_argument("--torch-limit", type=int, default=8,
+                        help="cap every task in torch (default 8: padded long prompts make torch ~3x slower than "
+                             "vLLM's CPU build on ko_longrag)")
+    args = parser.parse_args()
+
+    from compressor.models.builtin import materialize_builtin
+
+    source = materialize_builtin("smollm2-135m")
+    recipes = args.recipes.split(",")
+    folders = {name: build(name, args.work / name) for name in recipes}
+    results = {"runtimes": {}, "recipes": recipes, "limit": args.limit, "torch_limit": args.torch_limit}
+    path = args.work / "judge.json"
+    for runtime in args.runtimes.split(","):
+        limit = min(x for x in (args.limit, args.torch_limit if runtime == "torch" else None) if x) \
+            if (args.limit or runtime == "torch") else None
+        spec = spec_for(runtime, limit)
+        run = {"settings": spec.model_dump(mode="json"), "source": measure(source, spec, f"{runtime} source")}
+        for name, folder in folders.items():
+            run[name] = measure(folder, spec, f"{runtime} {name}")
+        run["source_again"] = measure(source, spec, f"{runtime} source again")
+        results["runtimes"][runtime] = run
+        path.write_text(json.dumps(results, indent=1, default=str))
+    print(render(results))
+
+
+def render(results: dict) -> str:
+    lines = []
+    for runtime, run in results["runtimes"].items():
+        base, again = run["source"], run["source_again"]
+        lines += [f"### {runtime} (task cap: {run['settings'].get('limit') or 'the suite'})", "",
+                  "| model | ko_mc | ko_longrag | ko_particles | ko_bpb | Perf | workload tok/s | workload ms/tok "
+                  "| batch-1 ms/tok | Score (workload) | Score (batch-1) | eval wall s |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        rows = [("source", base)] + [(name, run[name]) for name in results["recipes"]] + [("source again", again)]
+        ranking = {}
+        for name, m in rows:
+            s = scores(m, base)
+            value = lambda task: next((v for k, v in m["tasks"][task].items()  # noqa: E731
+                                       if k.split(",")[0] in ("acc", "exact_match", "bits_per_byte")), None)
+            lines.append(f"| {name} | {value('ko_mc'):.3f} | {value('ko_longrag'):.3f} | {value('ko_particles'):.3f} "
+                         f"| {value('ko_bpb'):.3f} | {m['perf']:.3f} | {m['workload']['output_tokens_per_s']:.1f} "
+                         f"| {m['tpt_ms']:.2f} | {m['synthetic_tpt_ms']:.2f} | {s['workload']['score']:.3f} "
+                         f"| {s['synthetic']['score']:.3f} | {m['wall_s']:.0f} |")
+            if name in results["recipes"]:
+                ranking[name] = s
+        by = {t: sorted(ranking, key=lambda n: -ranking[n][t]["score"]) for t in ("workload", "synthetic")}
+        spread = abs(again["tpt_ms"] - base["tpt_ms"]) / base["tpt_ms"]
+        spread_b1 = abs(again["synthetic_tpt_ms"] - base["synthetic_tpt_ms"]) / base["synthetic_tpt_ms"]
+        lines += ["", f"Ranking by Score, workload: {' > '.join(by['workload'])}; batch-1: {' > '.join(by['synthetic'])}"
+                  f" ({'the same' if by['workload'] == by['synthetic'] else 'different'}). Source measured twice: "
+                  f"workload ms/token differs by {spread:.1%}, batch-1 by {spread_b1:.1%}.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
