@@ -64,7 +64,8 @@ def speed_caveat(runtime: str, device, dtypes: list[str | None]) -> str | None:
                  "half precision and int8 GEMMs change what pays")
     half = sorted({d for d in dtypes if d in ("float16", "bfloat16")})
     if half and runtime == "torch":
-        notes.append(f"{'/'.join(half)} has no fast CPU kernels in torch (slower than float32 here, faster on a GPU)")
+        notes.append(f"{'/'.join(half)} speed on a CPU follows its half-precision support (AVX512-FP16, AMX), "
+                     f"not a GPU's tensor cores")
     return "; ".join(notes)
 
 

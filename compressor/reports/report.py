@@ -162,9 +162,11 @@ def rich_table(report: dict, title: str | None = None):
     caption = []
     if ev:
         work = ev["model"].get("workload")
-        caption.append(f"timing: {ev.get('timing', 'synthetic')}"
-                       + (f" ({work['output_tokens_per_s']:.1f} tok/s)" if work and work.get("output_tokens_per_s")
-                          else ""))
+        if ev.get("timing") == "workload" and work and work.get("output_tokens_per_s"):
+            caption.append(f"timing: workload, the suite's batched generation ({work['output_tokens_per_s']:.1f} "
+                           f"tok/s)")
+        else:
+            caption.append("timing: synthetic, one fixed prompt")
         if ev.get("speed_caveat"):
             caption.append(f"speed caveat: {ev['speed_caveat']}")
     if report.get("evaluation"):
