@@ -12,6 +12,7 @@ from compressor.data.calibration import CalibrationSpec, calibration_windows
 from compressor.data.corpus import check_corpus
 from compressor.edits.importance import collect_importance
 from compressor.models.adapters import adapter_for
+from compressor.models.checkpoint import check_model_folder
 from compressor.models.sources import load_model, pick_device, resolve_source
 
 
@@ -28,6 +29,7 @@ def score_model(ref: str, spec: CalibrationSpec, out_dir: Path | None, device: s
     """Score REF's model on calibration windows; write importance.json and importance.png; returns the JSON."""
     check_corpus(spec.split, spec.corpus)  # an unknown split fails here, before the model loads
     folder, output = resolve_model(ref)
+    check_model_folder(folder)
     out = default_out(ref, output if out_dir is None else out_dir)
     scores, config = compute(folder, spec, pick_device(device), progress)
     result = {"model": str(folder), "calibration": spec.model_dump(), **summary(scores, config),

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from compressor.catalogue import stage_function
-from compressor.core.atomic import atomic_dir, refuse_existing
+from compressor.core.atomic import atomic_dir, output_lock, refuse_existing, remove_abandoned
 from compressor.core.errors import EvaluationIncomplete
 from compressor.core.files import folder_size_mb
 from compressor.core.layout import CONFIG_FILE, MODEL_DIR, RECIPE_FILE
@@ -16,6 +16,7 @@ from compressor.core.versions import package_versions
 from compressor.evaluate.judge import judge
 from compressor.export.writer import write_artifacts, write_model
 from compressor.models.adapters import adapter_for
+from compressor.models.checkpoint import check_model_folder
 from compressor.models.sources import content_hash, load_config, load_model, pick_device, pick_dtype, resolve_source
 from compressor.recipe import check_against_config
 from compressor.reports.report import add_evaluation, write_reports
@@ -36,10 +37,19 @@ def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force:
     interrupted leaves a complete model and a report marked "evaluation incomplete" that names the command
     finishing it (`compressor eval OUT`), and raises EvaluationIncomplete.
     """
-    started = time.perf_counter()
     out_dir = Path(out_dir or recipe.output_dir())
     refuse_existing(out_dir, force)
+    with output_lock(out_dir):  # a second run to the same output is refused now, not after the work
+        remove_abandoned(out_dir, progress)
+        return _apply(recipe, recipe_source, out_dir, force, evaluate, progress, fresh_baseline, samples_dir,
+                      record_source_path)
+
+
+def _apply(recipe, recipe_source: str, out_dir: Path, force: bool, evaluate: bool | None, progress,
+           fresh_baseline: bool, samples_dir: Path | None, record_source_path: bool) -> dict:
+    started = time.perf_counter()
     source = resolve_source(recipe.model.id, recipe.model.revision)
+    check_model_folder(source.path, recipe.model.allow_pickle)
     config = load_config(source, recipe.model.trust_remote_code)
     adapter = adapter_for(config)
     run_eval = recipe.eval.enabled if evaluate is None else evaluate
@@ -48,8 +58,8 @@ def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force:
     if run_eval and recipe.eval.runtime == "vllm":
         require_vllm()  # before the work: a failed evaluation discards the unfinished output
 
-    source_hash = content_hash(source.path, progress)
     device = pick_device(recipe.model.device)
+    source_hash = content_hash(source.path, progress)
     progress(f"loading {source.id} on {device}")
     model, tokenizer = load_model(source.path, device, pick_dtype(recipe.model.dtype),
                                   recipe.model.trust_remote_code)
@@ -79,7 +89,7 @@ def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force:
         "versions": package_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    with atomic_dir(out_dir, force=force) as staging:
+    with atomic_dir(out_dir, force=force, progress=progress) as staging:
         progress(f"writing {out_dir / MODEL_DIR}")
         write_model(model, tokenizer, staging / MODEL_DIR, provenance)
         write_artifacts(artifacts, staging)

@@ -21,7 +21,7 @@ DEFAULT_MODEL = "builtin:smollm2-135m"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf / .nan: refused
 
 
 class ModelSpec(Strict):
@@ -30,6 +30,8 @@ class ModelSpec(Strict):
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
     revision: str | None = None
     trust_remote_code: bool = False
+    allow_pickle: bool = Field(False, description="load pickled weights (pytorch_model.bin; unpickled weights-only) "
+                                                  "when the folder has no safetensors")
 
 
 class OutputSpec(Strict):
@@ -94,11 +96,15 @@ def _calibrations(params) -> list[tuple[str, CalibrationSpec]]:
     return [(name, value) for name, value in params if isinstance(value, CalibrationSpec)]
 
 
-def check_calibration(recipe, source: str, model_dir: Path | None) -> None:
-    """Every calibration a stage states: its corpus files are there, and the chat template it asks for exists."""
+def check_calibration(recipe, source: str, model_dir: Path | None, config=None) -> None:
+    """Every calibration a stage states: its corpus files are there, the chat template it asks for exists, its
+    windows fit the model's positions."""
+    positions = getattr(config, "max_position_embeddings", None)
     for index, params in enumerate(recipe.stages):
         for name, calibration in _calibrations(params):
             where = f"{source}: stages[{index}].{name}"
+            if positions and calibration.seq_len > positions:
+                raise UserError(f"{where}.seq_len: {calibration.seq_len} > the model's {positions} positions")
             if getattr(calibration, "suite", None) is None:
                 try:
                     check_corpus(calibration.split, calibration.corpus)
@@ -112,7 +118,7 @@ def check_against_config(recipe, config, source: str, model_dir: Path | None = N
     """Reject parameters impossible for this model (e.g. dropping every layer) before loading weights;
     `model_dir` (the source folder) also lets tokenizer-dependent settings be checked."""
     _check_order(recipe, source)
-    check_calibration(recipe, source, model_dir)
+    check_calibration(recipe, source, model_dir, config)
     config = copy.deepcopy(config)  # stages plan their changes on a copy, so each is checked against its input
     for index, params in enumerate(recipe.stages):
         try:
@@ -122,8 +128,7 @@ def check_against_config(recipe, config, source: str, model_dir: Path | None = N
             raise UserError(f"{source}: stages[{index}] ({params.stage}): {error}") from None
     if recipe.eval.enabled:
         try:
-            if recipe.eval.runtime == "torch":
-                check_for_models(recipe.eval, [config])
+            check_for_models(recipe.eval, [config])
             if model_dir is not None:
                 check_folders(recipe.eval, [model_dir])
         except UserError as error:

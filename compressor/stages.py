@@ -19,7 +19,7 @@ from compressor.models.adapters import ArchitectureAdapter
 class StageParams(BaseModel):
     """Base of every stage's parameters; subclasses set `stage: Literal["name"]`."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)  # no .inf / .nan
     # True: the pipeline keeps a frozen copy of the model as loaded (before any stage) in `ctx.teacher`
     needs_teacher: ClassVar[bool] = False
     # this stage adds or removes decoder layers / attention heads (later stages' indices shift)

@@ -218,7 +218,7 @@ def test_export_rejects_an_unsupported_family(tmp_path):
     folder = tmp_path / "gpt2" / "model"
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
-    with pytest.raises(UserError, match="model type 'gpt2' is not supported"):
+    with pytest.raises(UserError, match="model_type 'gpt2' is not supported"):
         export_onnx(folder.parent)
 
 

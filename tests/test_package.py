@@ -207,8 +207,8 @@ def test_lg_aimers_runtime_check_failure_refuses_zip(tmp_path, tiny_llama_dir, l
     weights = out / "model" / "model.safetensors"
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2])  # header intact (the rules pass), tensor data cut short
-    with pytest.raises(CheckFailed, match=r"fails target lg-aimers: runtime check transformers: staged model: "
-                                          r"does not load") as info:
+    with pytest.raises(CheckFailed, match=r"fails target lg-aimers: runtime check transformers: "
+                                          r"fails the folder check: staged model/model.safetensors: truncated") as info:
         package(out, lg_full)
     assert "\n" not in str(info.value)
     assert not (out / "submit.zip").exists()

@@ -115,6 +115,6 @@ def test_unsupported_model_type_is_a_user_error(tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=300)).save_pretrained(tmp_path / "gpt2")
-    with pytest.raises(UserError, match="model type 'gpt2' is not supported"):
+    with pytest.raises(UserError, match="model_type 'gpt2' is not supported"):
         pipeline.apply_recipe(recipe_for(tmp_path / "gpt2", []), "t.yaml", out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()

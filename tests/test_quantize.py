@@ -282,6 +282,7 @@ def test_check_reference_precision(runtime, quantized, expected, tmp_path, monke
         raise UserError("stop here")
 
     monkeypatch.setattr(check, "reference", fake_reference)
+    monkeypatch.setattr(check, "check_model_folder", lambda folder: None)  # a config-only folder
     with pytest.raises(UserError, match="stop here"):
         check.check_output(tmp_path, runtime)
     assert seen["dtype"] == expected

@@ -47,10 +47,16 @@ def _debug_requested(args: list[str]) -> tuple[bool, list[str]]:
     return debug, [a for a in args if a != "--debug"]
 
 
+MESSAGE_LIMIT = 600  # characters: a 5,000-character value is cut, not echoed whole
+
+
 def _fail(message: str, debug: bool, code: int) -> None:
     if debug:
         traceback.print_exc()
-    click.echo(f"error: {message}", err=True)
+    line = " ".join(str(message).split())
+    if len(line) > MESSAGE_LIMIT:
+        line = f"{line[:MESSAGE_LIMIT]}... ({len(line) - MESSAGE_LIMIT} more characters)"
+    click.echo(f"error: {line}", err=True)
     sys.exit(code)
 
 

@@ -34,7 +34,10 @@ def bench(output_dir, runtime, device, prompt_tokens, new_tokens, runs, warmup, 
 
     spec = eval_spec_from_options(False, runtime, "default", None, 8, prompt_tokens, new_tokens, runs, batch_sizes,
                                   warmup=warmup, **press)
+    from compressor.models.checkpoint import check_model_folder
+
     folder = resolve(output_dir).model
+    check_model_folder(folder)
     result = run_bench(folder, spec, pick_device(device))
 
     def render(res):

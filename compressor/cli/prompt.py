@@ -73,7 +73,7 @@ def discover(folder, out, force, heads, n_o, kernel, rate, probe_tokens, max_lay
 
 @prompt_group.command()
 @click.argument("folder", type=click.Path(path_type=Path))
-@click.argument("input_file", type=click.File("r", encoding="utf-8"), default="-")
+@click.argument("input_file", type=click.File("rb"), default="-")
 @click.option("--rate", type=float, default=None, help="Share of tokens to keep, in (0, 1] (default: the folder's).")
 @click.option("--target-tokens", type=int, default=None, help="Tokens to keep instead of a rate.")
 @click.option("--question", default=None, help="Appended after the context, never dropped, and steers the scores.")
@@ -105,7 +105,14 @@ def compress(folder, input_file, rate, target_tokens, question, force_keep, meth
         raise UserError(f"--runtime {runtime} applies to --method ehpc only")
     if runtime != "torch" and (device != "cpu" or dtype != "float32"):
         raise UserError(f"--device and --dtype place the torch scorer; --runtime {runtime} runs scorer.onnx as exported")
-    text = input_file.read()
+    limit = 4_000_000 * 4  # bytes: the compressors' character cap, at up to 4 bytes a character
+    raw = input_file.read(limit + 1)
+    if len(raw) > limit:
+        raise UserError(f"{input_file.name}: more than {limit // 2**20} MB of prompt; split it first")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(f"{input_file.name}: not UTF-8 text (byte {error.start})") from None
     check_compress_args(text, rate, target_tokens)
     compressor = load_compressor(folder, method, runtime, device, dtype)
     result = compressor.compress(text, rate=rate, target_tokens=target_tokens, question=question,

@@ -13,7 +13,12 @@ def folder_size_mb(folder: Path) -> float:
 def safetensors_header(path: Path) -> dict[str, dict]:
     """name -> {"dtype", "shape", "data_offsets"} from a .safetensors file's JSON header (no tensor data read)."""
     with open(path, "rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise ValueError(f"{len(prefix)} bytes, shorter than a safetensors header")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > Path(path).stat().st_size - 8:
+            raise ValueError(f"header length {length} beyond the file's end")
         header = json.loads(handle.read(length))
     return {k: v for k, v in header.items() if k != "__metadata__"}
 

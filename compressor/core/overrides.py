@@ -10,9 +10,8 @@ import copy
 import re
 from typing import Any
 
-import yaml
-
 from compressor.core.errors import UserError
+from compressor.core.yaml_io import parse_yaml
 
 _SEGMENT = re.compile(r"[A-Za-z_][\w-]*(?:\[-?\d+\])*")
 _PART = re.compile(r"([A-Za-z_][\w-]*)|\[(-?\d+)\]")
@@ -32,9 +31,9 @@ def parse_assignment(text: str) -> tuple[list[str | int], Any]:
         raise UserError(f"--set {text}: expected PATH=VALUE, e.g. eval.suite=quick")
     path, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as error:
-        raise UserError(f"--set {path}: the value is not valid YAML ({getattr(error, 'problem', error)})") from None
+        value = parse_yaml(raw, f"--set {path}") if raw.strip() else ""
+    except UserError as error:
+        raise UserError(str(error).replace("invalid YAML", "the value is not valid YAML")) from None
     return parse_path(path.strip()), value
 
 

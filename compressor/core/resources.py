@@ -39,8 +39,11 @@ def named_or_path(value: str | Path, folder: Path, what: str) -> Path:
     UserError names what is packaged when neither is found (and the gallery name when a path's file name is one).
     """
     path = Path(value)
-    if path.exists():
-        return path
+    try:
+        if path.exists():
+            return path
+    except OSError as error:  # a name longer than the system allows
+        raise UserError(f"{str(value)[:120]}...: not a usable {what} path ({error.strerror})") from None
     known = gallery(folder)
     if str(value) in known:
         return known[str(value)]

@@ -16,6 +16,11 @@ def field_path(loc: tuple) -> str:
     return "".join(parts) or "(top level)"
 
 
+# upper bounds a recipe's numbers must respect, so that no typo (1e30 tokens, a million timed runs) is taken
+# at its word: far above any real use, far below what would hang or exhaust the machine
+MAX_TOKENS = 2**20
+MAX_COUNT = 10**6
+MAX_STEPS = 10**7
 SHOWN_ERRORS = 5
 VALUE_LIMIT = 200  # characters of a value echoed back in a message
 

@@ -13,15 +13,16 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from compressor.core.errors import UserError
+from compressor.core.validation import MAX_COUNT, MAX_TOKENS
 from compressor.data.corpus import SPLITS, Corpus, load_corpus
 
 
 class CalibrationSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf / .nan: refused
     split: str = "calibration"
-    samples: int = Field(32, gt=0)
-    seq_len: int = Field(256, gt=1)
-    seed: int = 0
+    samples: int = Field(32, gt=0, le=MAX_COUNT)
+    seq_len: int = Field(256, gt=1, le=MAX_TOKENS)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     corpus: Corpus = Field("en", description="en (CPython docstrings), ko (Korean statutes and bills) or mixed")
     chat_template: bool = Field(False, description="render each document as a user turn of the model's chat template")
 

@@ -40,7 +40,13 @@ class DropLayersParams(StageParams):
             raise ValueError(f"cannot drop {dropping} of {total} layers (at least one must remain)")
         bad = [i for i in self.layers or [] if not -total <= i < total]
         if bad:
-            raise ValueError(f"layer indices {bad} out of range for {total} layers")
+            raise ValueError(f"layer indices {bad[:5]} out of range for {total} layers")
+        if self.layers is not None:
+            same = sorted({i for i in self.layers if sum(j % total == i % total for j in self.layers) > 1})
+            if same:
+                raise ValueError(f"`layers` names the same layer twice ({', '.join(map(str, same[:5]))} with a "
+                                 f"negative index counted from the end of {total})")
+
 
     def planned_config(self, config):
         config.num_hidden_layers -= len(self.layers) if self.layers is not None else self.count

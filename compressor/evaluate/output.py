@@ -8,6 +8,7 @@ from compressor.core.files import folder_size_mb
 from compressor.core.layout import REPORT_JSON, read_provenance, resolve
 from compressor.evaluate.judge import judge
 from compressor.evaluate.spec import EvalSpec, check_folders
+from compressor.models.checkpoint import check_model_folder
 from compressor.models.sources import content_hash, pick_device, resolve_source
 
 
@@ -30,6 +31,7 @@ def evaluate_output(output_dir: Path, spec: EvalSpec, baseline: str | None = Non
                     samples_dir: Path | None = None) -> dict:
     resolved = resolve(output_dir)
     folder = resolved.model
+    check_model_folder(folder)
     provenance = read_provenance(folder) or {}
     source = None
     if spec.baseline:
@@ -37,6 +39,7 @@ def evaluate_output(output_dir: Path, spec: EvalSpec, baseline: str | None = Non
         if not baseline:
             raise UserError(f"{folder}: no compressor.json naming the source; pass --baseline MODEL or --no-baseline")
         source = resolve_source(baseline)
+        check_model_folder(source.path)
     check_folders(spec, [folder] + ([source.path] if source else []))
     result = judge(folder, source.path if source else None, spec, pick_device(device), progress, fresh_baseline,
                    samples_dir=samples_dir)

@@ -3,11 +3,12 @@ of it that can run before a weight loads: the settings alone (pydantic), then ag
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from compressor.core.errors import UserError
+from compressor.core.validation import MAX_COUNT, MAX_TOKENS
 from compressor.evaluate.kv.long_context import ablation_points, check_length
 from compressor.evaluate.kv.press import build_press, check_press_for_model, min_query_tokens
 from compressor.evaluate.kv.spec import KVPressSpec, LongContextSpec
@@ -15,15 +16,16 @@ from compressor.evaluate.suite import TIMINGS, Suite, load_suite
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf / .nan: refused
 
 
 class LatencySpec(Strict):
-    prompt_tokens: int = Field(256, gt=0)
-    new_tokens: int = Field(128, ge=2)
-    runs: int = Field(5, gt=0)
-    warmup: int = Field(1, ge=0)
-    batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1,
+    prompt_tokens: int = Field(256, gt=0, le=MAX_TOKENS)
+    new_tokens: int = Field(128, ge=2, le=MAX_TOKENS)
+    runs: int = Field(5, gt=0, le=10_000)
+    warmup: int = Field(1, ge=0, le=10_000)
+    batch_sizes: list[Annotated[int, Field(gt=0, le=4096)]] = Field(default_factory=lambda: [1], min_length=1,
+                                                                   max_length=16,
                                    description="the first one is used for Score")
 
 
@@ -35,7 +37,7 @@ class EngineSpec(Strict):
     max_model_len: int | Literal["config"] | None = Field(
         None, description="context the engine allocates for; `config`: the model's max_position_embeddings "
                           "(what vLLM does when unset); default 4096")
-    tensor_parallel_size: int = Field(1, ge=1)
+    tensor_parallel_size: int = Field(1, ge=1, le=1024)
 
     @field_validator("max_model_len")
     @classmethod
@@ -50,8 +52,8 @@ class EvalSpec(Strict):
     baseline: bool = Field(True, description="also measure the source model (or reuse its cached result)")
     suite: str = Field("default", description="a suite in eval/suites or a path to a suite YAML")
     runtime: Literal["torch", "vllm"] = "torch"
-    limit: int | None = Field(None, gt=0, description="cap every task at this many items (quick runs)")
-    batch_size: int = Field(8, gt=0)
+    limit: int | None = Field(None, gt=0, le=MAX_COUNT, description="cap every task at this many items (quick runs)")
+    batch_size: int = Field(8, gt=0, le=4096)
     latency: LatencySpec = Field(default_factory=LatencySpec)
     kv_press: KVPressSpec | None = Field(None, description="a kvpress press applied while the model runs "
                                                           "(torch runtime only)")
@@ -61,7 +63,7 @@ class EvalSpec(Strict):
                                                          "(default: the suite's setting)")
     timing: Literal[TIMINGS] | None = Field(None, description="the time per token the Score uses: workload or "
                                                               "synthetic (default: the suite's setting)")
-    max_gen_toks: int | None = Field(None, gt=0, description="cap on every generative task's max_gen_toks")
+    max_gen_toks: int | None = Field(None, gt=0, le=MAX_TOKENS, description="cap on every generative task's max_gen_toks")
     engine: EngineSpec | None = Field(None, description="vLLM engine settings (runtime vllm)")
     target: str | None = Field(None, description="the deployment target whose evaluation profile set these")
 
@@ -85,7 +87,13 @@ class EvalSpec(Strict):
 
 
 def check_for_models(spec: EvalSpec, configs: list) -> None:
-    """Everything about a spec's press and long-context pass that can fail on these models, from their configs."""
+    """Everything about a spec's timing, press and long-context pass that can fail on these models, from their
+    configs."""
+    for config in configs:
+        positions = getattr(config, "max_position_embeddings", None)
+        needed = spec.latency.prompt_tokens + spec.latency.new_tokens
+        if positions and needed > positions:
+            raise UserError(f"latency: prompt_tokens + new_tokens = {needed} > the model's {positions} positions")
     long_spec = spec.long_context_spec()
     if long_spec is None:
         return

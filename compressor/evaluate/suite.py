@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from compressor.core.errors import UserError
 from compressor.core.resources import eval_dir
 from compressor.core.validation import format_validation_error
+from compressor.core.yaml_io import read_yaml_file
 
 BUILTIN_TASKS = eval_dir() / "tasks"
 SUITES = eval_dir() / "suites"
@@ -30,7 +31,7 @@ TIMINGS = ("synthetic", "workload")
 
 
 class SuiteTask(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf / .nan: refused
     task: str
     metric: str = Field(description="the metric read from lm-eval's results, e.g. acc, exact_match")
     weight: float = Field(1.0, ge=0, description="share in Perf; 0 = reported only")
@@ -47,7 +48,7 @@ class SuiteTask(BaseModel):
 
 
 class Suite(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf / .nan: refused
     name: str
     description: str = ""
     tasks: list[SuiteTask] = Field(min_length=1)
@@ -81,8 +82,10 @@ def load_suite(name_or_path: str | Path) -> Suite:
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in SUITES.glob("*.yaml")))
         raise UserError(f"{path}: no such suite (builtin suites: {known})")
+    data = read_yaml_file(path, "suite")
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     try:
-        data = yaml.safe_load(path.read_text())
         suite = Suite.model_validate({**data, "source": path})
     except ValidationError as error:
         raise UserError(format_validation_error(str(path), error)) from None
@@ -101,8 +104,8 @@ def task_index(suite: Suite) -> dict[str, str | None]:
     index = {}
     for path, _ in _task_files(suite):
         try:
-            config = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError):
+            config = read_yaml_file(path, "task")
+        except UserError:
             continue  # lm-eval reports a broken task file when it is used
         if isinstance(config, dict) and isinstance(config.get("task"), str):
             index[config["task"]] = config.get("output_type")
@@ -153,7 +156,7 @@ def include_folder(suite: Suite, max_gen_toks: int | None = None) -> Iterator[Pa
     with tempfile.TemporaryDirectory(prefix="compressor-tasks-") as tmp:
         folder = Path(tmp)
         for path, base in _task_files(suite):
-            config = _absolute_data_files(yaml.safe_load(path.read_text()), base)
+            config = _absolute_data_files(read_yaml_file(path, "task"), base)
             config.setdefault("dataset_kwargs", {})["cache_dir"] = str(folder / "hf_datasets")
             _cap_generation(config, max_gen_toks)
             (folder / path.name).write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
@@ -166,7 +169,7 @@ def suite_fingerprint(suite: Suite) -> str:
     digest = hashlib.sha256(suite.model_dump_json(exclude={"source"}).encode())
     for path, base in _task_files(suite):
         digest.update(path.read_bytes())
-        config = _absolute_data_files(yaml.safe_load(path.read_text()), base)
+        config = _absolute_data_files(read_yaml_file(path, "task"), base)
         for data in ((config.get("dataset_kwargs") or {}).get("data_files") or {}).values():
             if Path(data).is_file():
                 digest.update(Path(data).read_bytes())

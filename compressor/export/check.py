@@ -27,6 +27,7 @@ from pathlib import Path
 from compressor.core.errors import CheckFailed, UserError
 from compressor.core.layout import ONNX_FILE, SCORER_FILE, resolve
 from compressor.export.parity import DEFAULT_MIN_AGREEMENT, PROMPTS, compare, greedy
+from compressor.models.checkpoint import check_model_folder
 from compressor.models.sources import load_model
 from compressor.runtimes.onnx_decoder import OnnxDecoder, open_session
 from compressor.runtimes.vllm_runtime import require_vllm, run_vllm
@@ -219,6 +220,10 @@ def check_output(output_dir: Path, runtime: str, max_tokens: int = 32, prompts=N
         raise UserError("max_tokens must be at least 1")
     started = time.perf_counter()
     folder = resolve(output_dir).model
+    try:
+        check_model_folder(folder)  # a broken folder fails here, before any runtime spends minutes on it
+    except UserError as error:
+        raise CheckFailed(f"fails the folder check: {error}") from None
     artifact = onnx_artifact(output_dir, onnx) if runtime == "onnxruntime" else folder  # missing: fail before work
     prompts = list(prompts or PROMPTS)
     dtype = "auto" if runtime == "transformers" and is_quantized(folder) else "float32"  # see the module doc

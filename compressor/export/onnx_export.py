@@ -30,6 +30,7 @@ from compressor.export.onnx_int8 import METHODS, quantize_int8
 from compressor.export.parity import DEFAULT_MIN_AGREEMENT, PROMPTS, onnx_parity, torch_reference
 from compressor.export.scorer_onnx import write_scorer
 from compressor.models.adapters import adapter_for
+from compressor.models.checkpoint import check_model_folder
 from compressor.models.sources import content_hash, load_model
 from compressor.prompt.spec import check_matches, read_spec
 
@@ -111,6 +112,7 @@ def _preflight(output_dir: Path, out: Path | None, force: bool, int8: bool, int8
 
     resolved = resolve(output_dir)
     folder = resolved.model
+    check_model_folder(folder)
     target = Path(out) if out else resolved.onnx_dir
     _check_target(folder, target)
     refuse_existing(target, force)

@@ -1,6 +1,7 @@
 """`compressor package`: stage OUT/model, rewrite its config for a target, check it (rules, then the target's
 runtime checks), zip it to OUT/submit.zip."""
 
+import fnmatch
 import json
 import os
 import shutil
@@ -8,7 +9,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from compressor.core.atomic import atomic_file, refuse_existing
+from compressor.core.atomic import atomic_file, output_lock, refuse_existing, remove_abandoned
 from compressor.core.errors import CheckFailed, UserError
 from compressor.core.layout import CONFIG_FILE, MODEL_DIR, ZIP_NAME, resolve
 from compressor.export.check import check_output
@@ -18,14 +19,31 @@ from compressor.export.targets import Target, check_model_dir, quantization_rewr
 STORED_SUFFIXES = (".safetensors",)
 
 
-def _source_files(source: Path) -> list[Path]:
-    """Every file under `source` (sub-folders kept), skipping hidden ones (.cache/, .DS_Store)."""
-    files = []
-    for path in sorted(source.rglob("*")):
-        rel = path.relative_to(source)
-        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
-            files.append(rel)
-    return files
+def _source_files(source: Path, allowed: list[str]) -> tuple[list[Path], list[str]]:
+    """(files to ship, what was skipped and why): regular files directly in `source` whose names match the
+    target's allow-list; never a link (it could point outside the folder), a hidden file, a sub-folder or a name
+    that is not UTF-8."""
+    files, skipped = [], []
+    for path in sorted(source.iterdir(), key=lambda p: p.name.encode("utf-8", "surrogateescape")):
+        name = path.name
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            skipped.append(f"{name.encode('utf-8', 'surrogateescape')!r} (file name is not UTF-8)")
+            continue
+        if path.is_symlink():
+            skipped.append(f"{name} (a link: only files inside model/ are shipped)")
+        elif path.is_dir():
+            skipped.append(f"{name}/ (a folder)")
+        elif not path.is_file():
+            skipped.append(f"{name} (not a regular file)")
+        elif name.startswith("."):
+            skipped.append(f"{name} (hidden)")
+        elif not any(fnmatch.fnmatchcase(name, pattern) for pattern in allowed):
+            skipped.append(f"{name} (not a model-folder file; targets list what ships under layout.files)")
+        else:
+            files.append(Path(name))
+    return files, skipped
 
 
 def _describe(before: dict, after: dict, target: Target) -> list[str]:
@@ -97,9 +115,19 @@ def package(output_dir: Path, target: Target, force: bool = False, progress=_qui
         raise UserError(f"{source}: no such folder (run `compressor apply` first)")
     zip_path = output_dir / ZIP_NAME
     refuse_existing(zip_path, force)
-    files = _source_files(source)
+    if zip_path.is_dir() and not zip_path.is_symlink():
+        raise UserError(f"{zip_path}: a folder is in the way (remove it; submit.zip is written there)")
+    with output_lock(zip_path):
+        remove_abandoned(zip_path, progress)
+        return _package(output_dir, source, zip_path, target, force, progress)
+
+
+def _package(output_dir: Path, source: Path, zip_path: Path, target: Target, force: bool, progress) -> dict:
+    files, skipped = _source_files(source, target.layout.files)
+    for line in skipped:
+        progress(f"not packaged: {line}")
     root = target.layout.zip_root
-    with tempfile.TemporaryDirectory(prefix=".package-", dir=output_dir) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f".{ZIP_NAME}.tmp-", dir=output_dir) as tmp:
         staged = Path(tmp) / root
         staged.mkdir()
         rewrites = _stage(source, staged, files, target)
@@ -126,4 +154,5 @@ def package(output_dir: Path, target: Target, force: bool = False, progress=_qui
         "target": target.name,
         "rewrites": rewrites,
         "runtime_checks": checked,
+        "skipped": skipped,
     }

@@ -31,7 +31,7 @@ def _known_runtime(runtime: str) -> str:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf / .nan: refused
 
 
 class Runtime(Strict):
@@ -62,8 +62,16 @@ class ConfigRewrites(Strict):
         return bool(self.set or self.rename or self.quantization_args.drop_null or self.quantization_args.drop_unless)
 
 
+MODEL_FOLDER_FILES = ["config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json",
+                      "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                      "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json",
+                      "compressor.json", "prompt_compressor.json"]
+
+
 class Layout(Strict):
     zip_root: str = Field("model", pattern=r"^[A-Za-z0-9._-]+$", description="the one top-level folder in the zip")
+    files: list[str] = Field(default_factory=lambda: list(MODEL_FOLDER_FILES), min_length=1,
+                             description="globs of the model folder's files that ship (others are listed as skipped)")
 
 
 class Limits(Strict):

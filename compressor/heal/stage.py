@@ -13,6 +13,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from compressor.core.validation import MAX_COUNT, MAX_STEPS, MAX_TOKENS
 from compressor.data.corpus import SPLITS, Corpus, load_corpus
 from compressor.heal.data import EVALUATION_SPLITS, train_and_holdout
 from compressor.heal.loop import distill
@@ -23,20 +24,20 @@ class HealParams(StageParams):
     stage: Literal["heal"]
     needs_teacher: ClassVar[bool] = True
 
-    steps: int = Field(100, gt=0, description="optimizer steps")
+    steps: int = Field(100, gt=0, le=MAX_STEPS, description="optimizer steps")
     lr: float = Field(2e-4, gt=0, description="peak learning rate (AdamW)")
-    warmup_steps: int | None = Field(None, ge=0, description="linear warmup (default: 10% of steps)")
+    warmup_steps: int | None = Field(None, ge=0, le=MAX_STEPS, description="linear warmup (default: 10% of steps)")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine decay ends at lr x this")
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
-    seq_len: int = Field(256, gt=1, description="tokens per training window")
-    batch: int = Field(4, gt=0, description="windows per step")
+    seq_len: int = Field(256, gt=1, le=MAX_TOKENS, description="tokens per training window")
+    batch: int = Field(4, gt=0, le=MAX_COUNT, description="windows per step")
     temperature: float = Field(1.0, gt=0)
     hidden_weight: float = Field(0.0, ge=0, description="weight of the last-hidden-state MSE (0 = logits only)")
     split: str = Field("calibration", description="local corpus split to train on (not an evaluation split)")
     corpus: Corpus = Field("en", description="en (CPython docstrings), ko (Korean statutes and bills) or mixed")
-    holdout: int = Field(8, gt=0, description="held-back windows for the before/after KD loss")
-    seed: int = 0
+    holdout: int = Field(8, gt=0, le=MAX_COUNT, description="held-back windows for the before/after KD loss")
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     autocast: Literal["auto", "bf16", "none"] = Field("auto", description="auto: bf16 on CUDA, none on CPU")
     gradient_checkpointing: bool = False
     train_embeddings: bool = Field(True, description="false: freeze embeddings / tied head (saves their gradient "
@@ -50,6 +51,11 @@ class HealParams(StageParams):
         if value in EVALUATION_SPLITS:
             raise ValueError(f"split {value!r} is read by the evaluation; heal on another split (e.g. calibration)")
         return value
+
+    def check_config(self, config) -> None:
+        positions = getattr(config, "max_position_embeddings", None)
+        if positions and self.seq_len > positions:
+            raise ValueError(f"seq_len {self.seq_len} > the model's {positions} positions")
 
 
 @register(HealParams)

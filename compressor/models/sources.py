@@ -21,10 +21,16 @@ class ModelSource:
 
 
 def resolve_source(model_id: str, revision: str | None = None) -> ModelSource:
+    if not model_id or not model_id.strip():
+        raise UserError("model: an empty id (expected builtin:NAME, a model folder, or a hub id org/name)")
     if model_id.startswith("builtin:"):
         return ModelSource(model_id, materialize_builtin(model_id.split(":", 1)[1]), "builtin")
     local = Path(model_id).expanduser()
-    if local.exists():
+    try:
+        exists = local.exists()
+    except OSError as error:
+        raise UserError(f"model {model_id[:120]!r}: not a usable path ({error.strerror})") from None
+    if exists:
         if not (local / "config.json").is_file():
             raise UserError(f"{local}: not a Hugging Face model folder (no config.json)")
         return ModelSource(model_id, local.resolve(), "local")
@@ -71,6 +77,11 @@ def pick_device(device: str = "auto"):
         return torch.device("cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device {device!r} requested but CUDA is not available")
+    if device.startswith("cuda") and torch.device(device).index is not None \
+            and torch.device(device).index >= torch.cuda.device_count():
+        raise UserError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("device 'mps' requested but this machine has no MPS (Apple GPU) backend")
     return torch.device(device)
 
 
@@ -81,9 +92,15 @@ def pick_dtype(dtype: str):
 
 
 def load_config(source: ModelSource, trust_remote_code: bool = False):
+    """The transformers config of a folder that passed `checkpoint.check_model_folder`."""
     from transformers import AutoConfig
 
-    return AutoConfig.from_pretrained(source.path, trust_remote_code=trust_remote_code)
+    try:
+        return AutoConfig.from_pretrained(source.path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        message = " ".join(str(error).split())[:200]
+        raise UserError(f"{source.path / 'config.json'}: transformers cannot build a config from it "
+                        f"({type(error).__name__}: {message})") from None
 
 
 def load_model(path: Path, device, dtype="auto", trust_remote_code: bool = False):

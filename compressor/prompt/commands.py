@@ -8,6 +8,7 @@ from compressor.core.atomic import atomic_dir, atomic_file, refuse_existing
 from compressor.core.errors import UserError
 from compressor.core.layout import HEATMAP_FILE, MODEL_DIR, PROMPT_SPEC_FILE, ZIP_NAME, resolve
 from compressor.models.adapters import adapter_for
+from compressor.models.checkpoint import check_model_folder
 from compressor.models.sources import load_model, pick_device, pick_dtype
 from compressor.prompt.discovery import discover
 from compressor.prompt.heatmap import heatmap_png
@@ -35,6 +36,7 @@ def discover_folder(folder: Path, params, out: Path | None = None, force: bool =
                             f"that zip stale (pass --force, then run `compressor package` again)")
     else:
         refuse_existing(Path(out), force)
+    check_model_folder(model_dir)
     config = AutoConfig.from_pretrained(model_dir)
     adapter = adapter_for(config)
     try:

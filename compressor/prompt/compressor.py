@@ -56,6 +56,8 @@ class TokenScoringCompressor:
     tail_tokens = 0  # the last tokens always kept (EHPC: N_o)
     default_rate = 0.5
     separator = "\n\n"
+    max_tokens: int | None = None  # the longest prompt (with its question) the scorer takes: its model's positions
+    MAX_CHARS = 4_000_000  # before tokenizing at all: no prompt a model of 128k positions could take is longer
 
     def __init__(self, tokenizer):
         if not getattr(tokenizer, "is_fast", False):
@@ -66,8 +68,15 @@ class TokenScoringCompressor:
         raise NotImplementedError
 
     def _encode(self, text: str):
+        if len(text) > self.MAX_CHARS:
+            raise UserError(f"prompt: {len(text):,} characters is beyond any scorer's length (at most "
+                            f"{self.MAX_CHARS:,}); split it first")
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        return torch.tensor([enc["input_ids"]]), [tuple(o) for o in enc["offset_mapping"]]
+        ids = enc["input_ids"]
+        if self.max_tokens is not None and len(ids) > self.max_tokens:
+            raise UserError(f"prompt: {len(ids):,} tokens (with the question) exceed the scorer's "
+                            f"{self.max_tokens:,} positions; shorten or split it")
+        return torch.tensor([ids]), [tuple(o) for o in enc["offset_mapping"]]
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -78,6 +87,8 @@ class TokenScoringCompressor:
         ids = torch.as_tensor(input_ids).reshape(1, -1)
         if ids.shape[1] == 0:
             raise UserError("empty prompt: nothing to compress")
+        if self.max_tokens is not None and ids.shape[1] > self.max_tokens:
+            raise UserError(f"prompt: {ids.shape[1]:,} tokens exceed the scorer's {self.max_tokens:,} positions")
         if rate is None and target_tokens is None:
             rate = self.default_rate
         k = selection.budget(ids.shape[1], rate, target_tokens)
@@ -121,6 +132,7 @@ class PromptCompressor(TokenScoringCompressor):
         super().__init__(tokenizer)
         self.scorer = scorer
         self.spec = spec
+        self.max_tokens = getattr(getattr(scorer, "config", None), "max_position_embeddings", None)
         self.tail_tokens = spec.n_o
         self.default_rate = spec.defaults.rate
         self.separator = spec.defaults.separator

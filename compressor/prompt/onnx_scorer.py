@@ -61,7 +61,11 @@ class OnnxPromptCompressor(PromptCompressor):
 
         onnx_dir = scorer_folder(folder)
         spec = read_spec(onnx_dir)
-        return cls(AutoTokenizer.from_pretrained(onnx_dir), OnnxScorer(onnx_dir / SCORER_FILE, threads), spec)
+        tokenizer = AutoTokenizer.from_pretrained(onnx_dir)
+        compressor = cls(tokenizer, OnnxScorer(onnx_dir / SCORER_FILE, threads), spec)
+        length = getattr(tokenizer, "model_max_length", None)
+        compressor.max_tokens = length if isinstance(length, int) and length < 10**8 else None
+        return compressor
 
     def token_scores(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.scorer(input_ids)

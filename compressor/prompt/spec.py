@@ -16,7 +16,7 @@ FORMAT = "compressor.prompt_compressor/1"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf / .nan: refused
 
 
 class Defaults(Strict):

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from compressor.core.layout import HEATMAP_FILE, PROMPT_SPEC_FILE
+from compressor.core.validation import MAX_TOKENS
 from compressor.prompt.discovery import discover
 from compressor.prompt.heatmap import heatmap_png
 from compressor.prompt.probes import DEPTHS, NEEDLE, QUESTION
@@ -20,14 +21,14 @@ class EvaluatorHeadsParams(StageParams):
     depends_on_layers = True
     heads: int | None = Field(None, gt=0, description="evaluator heads to keep, at most the model's heads per layer "
                               "(default: 8, or every head of a model with fewer)")
-    n_o: int = Field(16, gt=0, description="observation window: the last N_o query positions")
-    kernel: int = Field(32, gt=0, description="AvgPool1d smoothing kernel r for token scores")
+    n_o: int = Field(16, gt=0, le=MAX_TOKENS, description="observation window: the last N_o query positions")
+    kernel: int = Field(32, gt=0, le=MAX_TOKENS, description="AvgPool1d smoothing kernel r for token scores")
     rate: float = Field(0.5, gt=0, le=1, description="default share of tokens kept by `prompt compress`")
-    probe_tokens: int = Field(2048, ge=64, description="length of each discovery probe")
+    probe_tokens: int = Field(2048, ge=64, le=MAX_TOKENS, description="length of each discovery probe")
     depths: list[float] = Field(default_factory=lambda: list(DEPTHS), min_length=1)
     needle: str = Field(NEEDLE, min_length=1)
     question: str = Field(QUESTION, min_length=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     filler: Literal["en", "ko", "mixed"] = Field("en", description="the corpus the probes' filler comes from (its "
                                                   "long split): en (CPython docstrings), ko (Korean statutes, bills)")
     max_layer: int | None = Field(None, ge=0, description="search L* among layers 0..max_layer only (the scorer "

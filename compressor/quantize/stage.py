@@ -39,7 +39,7 @@ class QuantizeParams(StageParams):
     method: Literal["rtn", "gptq"] = Field("rtn", description="rtn = round to nearest; gptq = GPTQ on calibration data")
     smoothquant: float | None = Field(None, gt=0, lt=1, description="SmoothQuant migration strength alpha (e.g. 0.8)")
     group_size: int | None = Field(None, gt=0, description="w8a16/w4a16: columns per scale (default: one per channel)")
-    dampening: float = Field(0.01, gt=0, description="GPTQ: fraction of the mean Hessian diagonal added to it")
+    dampening: float = Field(0.01, gt=0, le=1, description="GPTQ: fraction of the mean Hessian diagonal added to it")
     ignore: list[str] = Field(default_factory=lambda: ["lm_head"],
                               description="Linear layers left unquantized (names or re:patterns); lm_head always")
     dtype: Literal["bfloat16", "float16"] | None = Field(

@@ -6,9 +6,11 @@ compression is "score every cached position, keep the best" (kvpress `ScorerPres
 `compress`) are offered, because the evaluation re-targets the cache size at every step.
 """
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from compressor.core.validation import MAX_TOKENS
 
 # name in recipes / on the command line -> kvpress class
 PRESSES = {
@@ -27,7 +29,7 @@ PRESS_NAMES = ("none", *PRESSES)
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf / .nan: refused
 
 
 class KVPressSpec(Strict):
@@ -35,9 +37,9 @@ class KVPressSpec(Strict):
 
     press: str = Field("none", description=f"one of {', '.join(PRESS_NAMES)}")
     ratio: float = Field(0.0, description="fraction of cached positions removed, in [0, 1)")
-    n_sink: int | None = Field(None, ge=0, description="first positions always kept (presses with sinks; "
+    n_sink: int | None = Field(None, ge=0, le=MAX_TOKENS, description="first positions always kept (presses with sinks; "
                                                        "kvpress default 4)")
-    window: int | None = Field(None, gt=0, description="streaming_llm: recent positions kept besides the sinks "
+    window: int | None = Field(None, gt=0, le=MAX_TOKENS, description="streaming_llm: recent positions kept besides the sinks "
                                                        "(fixed cache of n_sink + window, as in the paper)")
     options: dict = Field(default_factory=dict, description="other fields of the kvpress class, e.g. "
                                                             "{window_size: 64} for snapkv")
@@ -69,9 +71,9 @@ class KVPressSpec(Strict):
 class LongContextSpec(Strict):
     """Perplexity on one long document with the press applied while the cache grows, then decoding."""
 
-    tokens: int = Field(4096, ge=64, description="document length (the corpus `long` split, joined)")
-    chunk: int = Field(128, ge=1, description="prefill chunk: the press compresses after each chunk")
-    decode_tokens: int = Field(32, ge=2, description="greedy tokens timed once the cache is full")
+    tokens: int = Field(4096, ge=64, le=MAX_TOKENS, description="document length (the corpus `long` split, joined)")
+    chunk: int = Field(128, ge=1, le=MAX_TOKENS, description="prefill chunk: the press compresses after each chunk")
+    decode_tokens: int = Field(32, ge=2, le=MAX_TOKENS, description="greedy tokens timed once the cache is full")
     compare: list[KVPressSpec] = Field(default_factory=list, description="further presses measured the same way")
-    vary: dict[Literal["window", "n_sink", "ratio"], list[float]] = Field(
+    vary: dict[Literal["window", "n_sink", "ratio"], list[Annotated[float, Field(ge=0, le=MAX_TOKENS)]]] = Field(
         default_factory=dict, description="ablations: the run's press with one field changed, e.g. {window: [64, 256]}")
