@@ -4,12 +4,13 @@ import copy
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import Field, ValidationError, create_model, field_validator
 
 from compressor.catalogue import stage_classes, stage_names
 from compressor.core.errors import UserError
 from compressor.core.overrides import apply_overrides
 from compressor.core.resources import named_or_path, recipes_dir
+from compressor.core.validation import Strict
 from compressor.core.validation import format_validation_error as _format
 from compressor.core.yaml_io import read_yaml_file
 from compressor.data.calibration import CalibrationSpec
@@ -18,10 +19,6 @@ from compressor.evaluate.spec import EvalSpec, chat_template_of, check_folders, 
 from compressor.stages import check_stage_order
 
 DEFAULT_MODEL = "builtin:smollm2-135m"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf / .nan: refused
 
 
 class ModelSpec(Strict):

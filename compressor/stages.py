@@ -11,15 +11,16 @@ what it wants in the report goes through `ctx.record`, files that must travel wi
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
+from compressor.core.validation import Strict
 from compressor.models.adapters import ArchitectureAdapter
 
 
-class StageParams(BaseModel):
+class StageParams(Strict):
     """Base of every stage's parameters; subclasses set `stage: Literal["name"]`."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)  # no .inf / .nan
+    model_config = ConfigDict(populate_by_name=True)  # Strict's settings too
     # True: the pipeline keeps a frozen copy of the model as loaded (before any stage) in `ctx.teacher`
     needs_teacher: ClassVar[bool] = False
     # this stage adds or removes decoder layers / attention heads (later stages' indices shift)

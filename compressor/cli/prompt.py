@@ -100,12 +100,13 @@ def compress(folder, input_file, rate, target_tokens, question, force_keep, meth
       compressor prompt compress out/fp16 long.txt --runtime onnxruntime   # after `compressor export onnx out/fp16`
     """
     from compressor.prompt.commands import check_compress_args, load_compressor
+    from compressor.prompt.compressor import MAX_CHARS
 
     if runtime != "torch" and method != "ehpc":
         raise UserError(f"--runtime {runtime} applies to --method ehpc only")
     if runtime != "torch" and (device != "cpu" or dtype != "float32"):
         raise UserError(f"--device and --dtype place the torch scorer; --runtime {runtime} runs scorer.onnx as exported")
-    limit = 4_000_000 * 4  # bytes: the compressors' character cap, at up to 4 bytes a character
+    limit = MAX_CHARS * 4  # bytes: the compressors' character cap, at up to 4 bytes a character
     raw = input_file.read(limit + 1)
     if len(raw) > limit:
         raise UserError(f"{input_file.name}: more than {limit // 2**20} MB of prompt; split it first")

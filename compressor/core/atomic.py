@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from compressor.core.errors import UserError
+from compressor.core.files import folder_size_mb
 from compressor.core.progress import quiet
 
 OWNER_FILE = ".compressor-staging.json"
@@ -86,10 +87,6 @@ def _alive(owner: dict) -> bool:
     return True
 
 
-def _size_mb(folder: Path) -> float:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink()) / 2**20
-
-
 def remove_abandoned(target: Path, progress=quiet) -> list[Path]:
     """Staging folders of `target` whose writer is gone (killed runs); removed, and said so in one line.
 
@@ -116,7 +113,7 @@ def remove_abandoned(target: Path, progress=quiet) -> list[Path]:
             owner = {}
         if owner and _alive(owner):
             continue
-        freed += _size_mb(candidate)
+        freed += folder_size_mb(candidate)
         shutil.rmtree(candidate, ignore_errors=True)
         removed.append(candidate)
     if removed:

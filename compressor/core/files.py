@@ -7,11 +7,18 @@ from pathlib import Path
 
 
 def folder_size_mb(folder: Path) -> float:
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 2**20
+    """Bytes of the files in `folder` (a link's target is not in the folder: not counted), in MB."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file() and not p.is_symlink()) / 2**20
 
 
 def safetensors_header(path: Path) -> dict[str, dict]:
     """name -> {"dtype", "shape", "data_offsets"} from a .safetensors file's JSON header (no tensor data read)."""
+    return read_safetensors_header(path)[1]
+
+
+def read_safetensors_header(path: Path) -> tuple[int, dict[str, dict]]:
+    """(offset where tensor data starts, the header as `safetensors_header` returns it); ValueError when the
+    file is too short for its own header."""
     with open(path, "rb") as handle:
         prefix = handle.read(8)
         if len(prefix) < 8:
@@ -20,7 +27,7 @@ def safetensors_header(path: Path) -> dict[str, dict]:
         if length > Path(path).stat().st_size - 8:
             raise ValueError(f"header length {length} beyond the file's end")
         header = json.loads(handle.read(length))
-    return {k: v for k, v in header.items() if k != "__metadata__"}
+    return 8 + length, {k: v for k, v in header.items() if k != "__metadata__"}
 
 
 def count_params(folder: Path) -> int:

@@ -1,6 +1,12 @@
 """pydantic validation errors as one line for the user: `file: field.path: message`."""
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class Strict(BaseModel):
+    """Base of every user-facing settings model: unknown keys and .inf / .nan refused."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def field_path(loc: tuple) -> str:

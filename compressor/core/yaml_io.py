@@ -1,7 +1,6 @@
 """Read a user's YAML with one-line errors naming the file (and line): safe tags only, no duplicate keys,
 UTF-8 only, regular files of sane size only."""
 
-import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -75,14 +74,3 @@ def read_text_file(path: Path | str, what: str, max_bytes: int = MAX_BYTES) -> s
 def read_yaml_file(path: Path | str, what: str) -> Any:
     """Parsed content of `path`; `what` names the kind of file in messages."""
     return parse_yaml(read_text_file(path, what), str(path))
-
-
-def is_readable_name(path: Path | str) -> bool:
-    """Whether a path can even be asked about (not longer than the system allows)."""
-    try:
-        os.stat(path)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
-    return True

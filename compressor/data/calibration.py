@@ -10,15 +10,14 @@ the statistics come from prompts shaped like the ones the server sends.
 import random
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from compressor.core.errors import UserError
-from compressor.core.validation import MAX_COUNT, MAX_TOKENS
+from compressor.core.validation import MAX_COUNT, MAX_TOKENS, Strict
 from compressor.data.corpus import SPLITS, Corpus, load_corpus
 
 
-class CalibrationSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf / .nan: refused
+class CalibrationSpec(Strict):
     split: str = "calibration"
     samples: int = Field(32, gt=0, le=MAX_COUNT)
     seq_len: int = Field(256, gt=1, le=MAX_TOKENS)

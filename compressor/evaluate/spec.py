@@ -5,18 +5,14 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from compressor.core.errors import UserError
-from compressor.core.validation import MAX_COUNT, MAX_TOKENS
+from compressor.core.validation import MAX_COUNT, MAX_TOKENS, Strict
 from compressor.evaluate.kv.long_context import ablation_points, check_length
 from compressor.evaluate.kv.press import build_press, check_press_for_model, min_query_tokens
 from compressor.evaluate.kv.spec import KVPressSpec, LongContextSpec
 from compressor.evaluate.suite import TIMINGS, Suite, load_suite
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf / .nan: refused
 
 
 class LatencySpec(Strict):

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Iterator, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from compressor.core.errors import UserError
 from compressor.core.resources import eval_dir
-from compressor.core.validation import format_validation_error
+from compressor.core.validation import Strict, format_validation_error
 from compressor.core.yaml_io import read_yaml_file
 
 BUILTIN_TASKS = eval_dir() / "tasks"
@@ -30,8 +30,7 @@ GENERATIVE = "generate_until"
 TIMINGS = ("synthetic", "workload")
 
 
-class SuiteTask(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf / .nan: refused
+class SuiteTask(Strict):
     task: str
     metric: str = Field(description="the metric read from lm-eval's results, e.g. acc, exact_match")
     weight: float = Field(1.0, ge=0, description="share in Perf; 0 = reported only")
@@ -47,8 +46,7 @@ class SuiteTask(BaseModel):
         return self.output_type == GENERATIVE
 
 
-class Suite(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf / .nan: refused
+class Suite(Strict):
     name: str
     description: str = ""
     tasks: list[SuiteTask] = Field(min_length=1)

@@ -5,11 +5,11 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, ByteSize, Field, ValidationError, field_validator
 
 from compressor.core.errors import UserError
 from compressor.core.resources import named_or_path, targets_dir
-from compressor.core.validation import format_validation_error
+from compressor.core.validation import Strict, format_validation_error
 from compressor.core.yaml_io import read_yaml_file
 from compressor.evaluate.spec import EngineSpec
 from compressor.evaluate.suite import TIMINGS, load_suite
@@ -28,10 +28,6 @@ def _known_runtime(runtime: str) -> str:
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r} (known: {', '.join(RUNTIMES)})")
     return runtime
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf / .nan: refused
 
 
 class Runtime(Strict):

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from compressor.core.errors import UserError
-from compressor.core.files import safetensors_header
+from compressor.core.files import read_safetensors_header
 from compressor.core.yaml_io import read_text_file
 from compressor.models.adapters import ADAPTERS
 
@@ -72,14 +72,12 @@ def weight_files(folder: Path) -> list[Path]:
 def _check_safetensors(path: Path) -> set[int]:
     """Decoder layer indices in one file, after checking its header parses and its data is all there."""
     try:
-        header = safetensors_header(path)
+        data_start, header = read_safetensors_header(path)
         ends = [info["data_offsets"][1] for info in header.values()]
-        with open(path, "rb") as handle:
-            header_bytes = int.from_bytes(handle.read(8), "little")
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
         raise UserError(f"{path}: not a readable safetensors file ({type(error).__name__}: {str(error)[:80]})") \
             from None
-    missing = 8 + header_bytes + max(ends, default=0) - path.stat().st_size
+    missing = data_start + max(ends, default=0) - path.stat().st_size
     if missing > 0:
         raise UserError(f"{path}: truncated ({missing} bytes of tensor data missing; re-download or re-save it)")
     return {int(m.group(1)) for name in header for m in [_LAYER.search(name)] if m}

@@ -19,6 +19,15 @@ from compressor.core.errors import UserError
 from compressor.prompt import selection
 from compressor.prompt.spec import read_spec, spec_folder
 
+MAX_CHARS = 4_000_000  # before tokenizing at all: no prompt a model of 128k positions could take is longer
+
+
+def check_prompt_chars(text: str) -> None:
+    """UserError for a prompt too long for any compressor, before a tokenizer allocates for it."""
+    if len(text) > MAX_CHARS:
+        raise UserError(f"prompt: {len(text):,} characters is beyond any scorer's length (at most "
+                        f"{MAX_CHARS:,}); split it first")
+
 
 @dataclass
 class Compression:
@@ -57,7 +66,6 @@ class TokenScoringCompressor:
     default_rate = 0.5
     separator = "\n\n"
     max_tokens: int | None = None  # the longest prompt (with its question) the scorer takes: its model's positions
-    MAX_CHARS = 4_000_000  # before tokenizing at all: no prompt a model of 128k positions could take is longer
 
     def __init__(self, tokenizer):
         if not getattr(tokenizer, "is_fast", False):
@@ -68,9 +76,7 @@ class TokenScoringCompressor:
         raise NotImplementedError
 
     def _encode(self, text: str):
-        if len(text) > self.MAX_CHARS:
-            raise UserError(f"prompt: {len(text):,} characters is beyond any scorer's length (at most "
-                            f"{self.MAX_CHARS:,}); split it first")
+        check_prompt_chars(text)
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         ids = enc["input_ids"]
         if self.max_tokens is not None and len(ids) > self.max_tokens:

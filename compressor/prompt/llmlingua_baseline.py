@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from compressor.core.errors import UserError
-from compressor.prompt.compressor import Compression, TokenScoringCompressor
+from compressor.prompt.compressor import Compression, check_prompt_chars
 from compressor.prompt.selection import budget
 from compressor.prompt.spec import spec_folder
 
@@ -111,9 +111,7 @@ class LLMLinguaCompressor:
         if self.question_aware and not (question and question.strip()):
             raise UserError(f"{self.method} ranks the context by the question: give a question")
         source = prompt + (self.separator + question if question else "")
-        if len(source) > TokenScoringCompressor.MAX_CHARS:
-            raise UserError(f"prompt: {len(source):,} characters is beyond what a prompt compressor takes "
-                            f"(at most {TokenScoringCompressor.MAX_CHARS:,}); split it first")
+        check_prompt_chars(source)
         n = self.count_tokens(source)
         k = budget(n, rate if rate is not None or target_tokens is not None else 0.5, target_tokens)
         # the budget counts the appended question (as EHPC's does); LLMLingua's target is the context alone

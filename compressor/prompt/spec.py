@@ -7,16 +7,13 @@ folder, read by `PromptCompressor.from_pretrained`.
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from compressor.core.errors import UserError
+from compressor.core.validation import Strict
 from compressor.core.layout import MODEL_DIR, PROMPT_SPEC_FILE, is_output
 
 FORMAT = "compressor.prompt_compressor/1"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf / .nan: refused
 
 
 class Defaults(Strict):

@@ -8,9 +8,9 @@ compression is "score every cached position, keep the best" (kvpress `ScorerPres
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from compressor.core.validation import MAX_TOKENS
+from compressor.core.validation import MAX_TOKENS, Strict
 
 # name in recipes / on the command line -> kvpress class
 PRESSES = {
@@ -26,10 +26,6 @@ PRESSES = {
     "cap": "CapPress",
 }
 PRESS_NAMES = ("none", *PRESSES)
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf / .nan: refused
 
 
 class KVPressSpec(Strict):
