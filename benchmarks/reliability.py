@@ -1,6 +1,7 @@
 """The reliability table of the hostile-input issue, for the code as it is now (not a test; prints markdown).
 
-    .venv/bin/python benchmarks/reliability.py [--recipes 5000] [--applies 32] [--kills 3] [--work /tmp/rel]
+    .venv/bin/python benchmarks/reliability.py [--recipes 5000] [--applies 32] [--kills 2] [--work /tmp/rel]
+                                               [--ehpc out/ehpc]
 
 Per area: tried, clean one-line errors, tracebacks (anything but `error: ...` in one line), silent wrong results
 (exit 0 with an output that contradicts its report, or a refusal that should have been one), left behind
@@ -167,7 +168,11 @@ def concurrent(tiny: Path, work: Path) -> Counter:
     shutil.rmtree(out, ignore_errors=True)
     first = subprocess.Popen(CLI + ["apply", "fp16", "--model", str(tiny), "--out", str(out), "--suite", "quick",
                                     "--limit", "2"], stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
+    # the second starts while the first holds the output's lock (its run, not just its write, is under it)
+    lock = out.parent / f".{out.name}.lock"
+    deadline = time.monotonic() + 120
+    while not lock.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
     code, err, _ = run(["apply", "fp16", "--model", tiny, "--out", out, "--no-eval"])
     first.wait()
     tally = Counter({"refused cleanly": int(classify(code, err) == "clean" and "another compressor run" in err),
@@ -200,9 +205,10 @@ def packaging(tiny: Path, work: Path) -> Counter:
     return tally
 
 
-def prompt_compress(work: Path) -> dict:
-    """Hostile prompts on the bundled model's EHPC output; peak RSS of the largest accepted one."""
-    ehpc = work / "ehpc"
+def prompt_compress(work: Path, ehpc: Path | None = None) -> dict:
+    """Hostile prompts on the bundled model's EHPC output (`ehpc`, else applied here); peak RSS of the largest
+    accepted one."""
+    ehpc = ehpc or work / "ehpc"
     if not (ehpc / "model" / "prompt_compressor.json").is_file():
         run(["apply", "ehpc", "--out", ehpc, "--no-eval", "--force"], timeout=3600)
     tally = Counter()
@@ -218,9 +224,12 @@ def prompt_compress(work: Path) -> dict:
 
     tokenizer = Tokenizer.from_file(str(ehpc / "model" / "tokenizer.json"))
     words = "The quick brown fox jumps over the lazy dog. "
-    text = words * (8000 // len(tokenizer.encode(words).ids))
-    while len(tokenizer.encode(text).ids) > 8150:
-        text = text[: int(len(text) * 0.98)]
+    positions = json.loads((ehpc / "model" / "config.json").read_text())["max_position_embeddings"]
+    low, high = 1, positions  # the most repeats that still fit the scorer's positions
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if len(tokenizer.encode(words * middle).ids) <= positions else (low, middle - 1)
+    text = words * low
     path = work / "prompt-largest.txt"
     path.write_text(text)
     measure = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL); "
@@ -237,6 +246,8 @@ def main() -> None:
     parser.add_argument("--applies", type=int, default=32)
     parser.add_argument("--kills", type=int, default=2, help="rounds of 5 kills at increasing delays")
     parser.add_argument("--work", type=Path, default=Path("/tmp/reliability"))
+    parser.add_argument("--ehpc", type=Path, default=None,
+                        help="an `apply ehpc` output of the bundled model to reuse (default: applied in WORK)")
     args = parser.parse_args()
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
@@ -252,7 +263,7 @@ def main() -> None:
     rows["kill -9 during apply (then a re-run)"] = kills(tiny, args.work, args.kills)
     rows["two applies to one --out"] = concurrent(tiny, args.work)
     rows["package (links, junk, odd names, a folder at submit.zip)"] = packaging(tiny, args.work)
-    prompts = prompt_compress(args.work)
+    prompts = prompt_compress(args.work, args.ehpc)
     rows["prompt compress (hostile prompts, bundled model)"] = prompts["tally"]
     print("| area | tried | clean one-line error | accepted | traceback / hang | silent wrong | left behind | other |")
     print("|---|---|---|---|---|---|---|---|")

@@ -137,18 +137,28 @@ def test_report_on_broken_reports(monkeypatch, capsys, tmp_path, written):
 
 # -- prompt compress ------------------------------------------------------------------------------------------
 
-def test_prompt_compress_refuses_prompts_beyond_the_scorer(monkeypatch, capsys, tmp_path, tiny_llama_dir):
+def test_prompt_compress_refuses_prompts_beyond_the_scorer(monkeypatch, capsys, caplog, tmp_path, tiny_llama_dir):
+    from transformers.utils import logging as hf_logging
+
     from compressor.prompt.commands import discover_folder
     from compressor.prompt.stage import EvaluatorHeadsParams
 
     out = tmp_path / "ehpc"
     discover_folder(tiny_llama_dir, EvaluatorHeadsParams(stage="evaluator_heads", heads=2, n_o=4, kernel=3,
                                                          probe_tokens=256), out=out)
+    # a tokenizer that knows its length warns past it, on stderr: our one line must stay the only one
+    config_path = out / "model" / "tokenizer_config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "model_max_length": 2048}))
     long = tmp_path / "long.txt"
     long.write_text("word " * 3000)  # 15,000 byte tokens > the tiny model's 2,048 positions
-    code, _, err = run_cli(monkeypatch, capsys, "prompt", "compress", str(out), str(long))
+    hf_logging.enable_propagation()  # transformers' own handler writes past capsys: let caplog see its records
+    try:
+        code, _, err = run_cli(monkeypatch, capsys, "prompt", "compress", str(out), str(long))
+    finally:
+        hf_logging.disable_propagation()
     assert_one_line_error(code, err)
     assert "exceed the scorer's 2,048 positions" in err
+    assert not [r for r in caplog.records if "sequence length is longer" in r.getMessage()]
     code, _, err = run_cli(monkeypatch, capsys, "prompt", "compress", str(out), str(tmp_path / "short.txt"))
     assert code == 2 and "Traceback" not in err
     (tmp_path / "short.txt").write_bytes(b"caf\xe9 au lait")

@@ -50,8 +50,8 @@ def _validate_everything(raw: bytes, folder: Path, config, model_dir: Path, monk
     recipe.model.id = str(model_dir)
     try:
         check_against_config(recipe, config, str(path), model_dir)  # the validation half of `apply`
-    except UserError as error:  # the CLI prints it as one line; it names the recipe file first
-        assert str(error).startswith(str(path)), error
+    except UserError as error:  # one line even before the CLI joins lines; it names the recipe file first
+        assert str(error).startswith(str(path)) and "\n" not in str(error), error
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=20_000, database=None,
@@ -106,11 +106,18 @@ def test_bad_recipes_fail_in_one_line_before_any_work(monkeypatch, capsys, tmp_p
     (b"name: " + b"[" * 5000, "nested too deeply"),
     (b"name: x\nstages: []\nseed: " + b"9" * 5000 + b"\n", "invalid YAML"),
     (b"name: x\nstages: !!python/object/apply:os.system ['true']\n", "could not determine a constructor"),
+    (b"\x00name: x\n", "special characters are not allowed (character 0)"),
+    (b'name: x\nstages: []\n"a\\nb": 1\n', "'a\\nb': unknown key"),
 ])
 def test_bad_recipe_bytes_are_one_line(monkeypatch, capsys, tmp_path, raw, message):
     code, _, err = run_cli(monkeypatch, capsys, "recipes", "validate", str(_recipe(tmp_path, raw)))
     assert_one_line_error(code, err)
     assert message in err
+    with pytest.raises(UserError) as raised:  # the message itself is one line (for callers of the API too)
+        from compressor.recipe import load_recipe
+
+        load_recipe(_recipe(tmp_path, raw))
+    assert "\n" not in str(raised.value)
 
 
 def test_recipe_paths_that_are_not_recipe_files(monkeypatch, capsys, tmp_path):
@@ -132,3 +139,8 @@ def test_suites_that_are_not_suites(monkeypatch, capsys, tmp_path, tiny_llama_di
                                str(tiny_llama_dir), "--out", str(tmp_path / "o"))
         assert_one_line_error(code, err)
         assert message in err and not (tmp_path / "o").exists()
+    data = {"name": "x", "eval": {"suite": "s\nt.yaml"}}  # a newline in a name the error quotes
+    code, _, err = run_cli(monkeypatch, capsys, "apply", str(_recipe(tmp_path, data)), "--model",
+                           str(tiny_llama_dir), "--out", str(tmp_path / "o"))
+    assert_one_line_error(code, err)
+    assert "'s\\nt.yaml': no such suite" in err

@@ -2,6 +2,8 @@
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from compressor.core.errors import shown
+
 
 class Strict(BaseModel):
     """Base of every user-facing settings model: unknown keys and .inf / .nan refused."""
@@ -18,7 +20,7 @@ def field_path(loc: tuple) -> str:
         elif i >= 2 and loc[0] == "stages" and isinstance(loc[i - 1], int):
             continue  # the union tag pydantic inserts after a stage index
         else:
-            parts.append(("." if parts else "") + str(part))
+            parts.append(("." if parts else "") + shown(part))
     return "".join(parts) or "(top level)"
 
 

@@ -37,7 +37,11 @@ def parse_yaml(text: str, where: str) -> Any:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
         line = f" (line {mark.line + 1})" if mark else ""
-        raise UserError(f"{where}: invalid YAML{line}: {getattr(error, 'problem', None) or error}") from None
+        if isinstance(error, yaml.reader.ReaderError):  # a character YAML refuses; str() spans two lines
+            detail = f"{error.reason} (character {error.position})"
+        else:
+            detail = getattr(error, "problem", None) or str(error)
+        raise UserError(f"{where}: invalid YAML{line}: {' '.join(str(detail).split())}") from None
     except RecursionError:
         raise UserError(f"{where}: invalid YAML: nested too deeply") from None
     except ValueError as error:  # e.g. an integer of thousands of digits (Python's int() limit)

@@ -15,7 +15,7 @@ from typing import Iterator, Literal
 import yaml
 from pydantic import Field, ValidationError
 
-from compressor.core.errors import UserError
+from compressor.core.errors import UserError, shown
 from compressor.core.resources import eval_dir
 from compressor.core.validation import Strict, format_validation_error
 from compressor.core.yaml_io import read_yaml_file
@@ -79,7 +79,7 @@ def load_suite(name_or_path: str | Path) -> Suite:
         path = SUITES / f"{name_or_path}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in SUITES.glob("*.yaml")))
-        raise UserError(f"{path}: no such suite (builtin suites: {known})")
+        raise UserError(f"{shown(path)}: no such suite (builtin suites: {known})")
     data = read_yaml_file(path, "suite")
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")

@@ -77,7 +77,7 @@ class TokenScoringCompressor:
 
     def _encode(self, text: str):
         check_prompt_chars(text)
-        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         ids = enc["input_ids"]
         if self.max_tokens is not None and len(ids) > self.max_tokens:
             raise UserError(f"prompt: {len(ids):,} tokens (with the question) exceed the scorer's "
@@ -85,7 +85,7 @@ class TokenScoringCompressor:
         return torch.tensor([ids]), [tuple(o) for o in enc["offset_mapping"]]
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def compress_ids(self, input_ids, rate: float | None = None, target_tokens: int | None = None,
                      protected: torch.Tensor | None = None) -> torch.Tensor:
