@@ -192,6 +192,22 @@ def test_eval_with_a_target_takes_its_settings_and_the_command_line_overrides(mo
     assert ev["timing"] == "synthetic" and ev["settings"]["chat_template"] is False
 
 
+def test_eager_keeps_the_targets_engine_and_reaches_the_vllm_engine_arguments(tmp_path):
+    from compressor.cli.options import eval_spec_from_options, target_eval_settings
+    from compressor.evaluate.measure_vllm import engine_args
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"max_position_embeddings": 8192}))
+    common = dict(runtime="vllm", suite="quick", limit=None, batch_size=8, prompt_tokens=16, new_tokens=4, runs=1,
+                  batch_sizes="1", layers=(target_eval_settings("lg-aimers"),))
+    plain = eval_spec_from_options(False, **common, explicit={"runtime"})
+    eager = eval_spec_from_options(False, **common, eager=True, explicit={"runtime", "eager"})
+    assert "enforce_eager" not in engine_args(plain, folder)
+    assert engine_args(eager, folder) == {"max_model_len": 8192, "gpu_memory_utilization": 0.85,
+                                          "enforce_eager": True}
+
+
 def test_mixed_calibration_interleaves_the_corpora_and_the_template_wraps_each_document():
     english, korean = load_corpus("calibration", corpus="en"), load_corpus("calibration", corpus="ko")
     mixed = load_corpus("calibration", corpus="mixed")

@@ -48,6 +48,9 @@ def eval_options(fn):
                           "runtime, chat template, timing, engine); options given here override them."),
         click.option("--log-samples", "samples_dir", type=click.Path(path_type=Path), default=None,
                      help="Write every request's prompt and answer to DIR/<model|baseline>/<task>.jsonl."),
+        click.option("--eager", is_flag=True, default=False,
+                     help="vLLM: start the engine without compiling its graphs (enforce_eager): a faster start, "
+                          "slower steps, so its times are not the served engine's."),
     ]):
         fn = option(fn)
     return fn
@@ -110,7 +113,7 @@ LONG_OPTIONS = ("long_context", "chunk")
 def eval_spec_from_options(baseline: bool, runtime, suite, limit, batch_size, prompt_tokens, new_tokens, runs,
                            batch_sizes, warmup=1, kv_press=None, kv_ratio=0.0, n_sink=None, window=None,
                            long_context=None, chunk=None, timing=None, chat_template=None, max_gen_toks=None,
-                           layers: tuple[dict, ...] = (), explicit: set[str] | None = None):
+                           eager=False, layers: tuple[dict, ...] = (), explicit: set[str] | None = None):
     """An EvalSpec from command-line values over `layers` of settings (e.g. the recipe's eval, then a target's).
 
     With `explicit` (the options given on the command line), only those override the layers; without it every
@@ -139,6 +142,8 @@ def eval_spec_from_options(baseline: bool, runtime, suite, limit, batch_size, pr
             merged.update({k: v for k, v in layer.items() if k != "latency"})
             merged["latency"] = {**merged.get("latency", {}), **layer.get("latency", {})}
         merged["latency"].update(latency)
+        if eager and given("eager"):
+            merged["engine"] = {**(merged.get("engine") or {}), "enforce_eager": True}
         merged["baseline"] = baseline
         return EvalSpec(**merged)
     except (ValidationError, ValueError) as error:

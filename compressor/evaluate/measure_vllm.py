@@ -25,6 +25,8 @@ def engine_args(spec, folder: Path) -> dict:
         args["gpu_memory_utilization"] = engine.gpu_memory_utilization
     if engine and engine.tensor_parallel_size != 1:
         args["tensor_parallel_size"] = engine.tensor_parallel_size
+    if engine and engine.enforce_eager:
+        args["enforce_eager"] = True
     return args
 
 

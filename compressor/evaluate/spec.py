@@ -34,6 +34,8 @@ class EngineSpec(Strict):
         None, description="context the engine allocates for; `config`: the model's max_position_embeddings "
                           "(what vLLM does when unset); default 4096")
     tensor_parallel_size: int = Field(1, ge=1, le=1024)
+    enforce_eager: bool = Field(False, description="start without compiling the model's graphs (vLLM's "
+                                "enforce_eager): a faster start, slower steps; not the engine a server runs")
 
     @field_validator("max_model_len")
     @classmethod
