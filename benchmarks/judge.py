@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/judge.py [--work /tmp/bench-judge] [--runtimes torch,vllm]
                                          [--recipes fp16,w8a8,w8a8-gptq,drop-layers,minitron] [--limit N] [--torch-limit 8]
+                                         [--long-items N] [--torch-long-items N]
 
 Each recipe is applied once to SmolLM2-135M (`--no-eval`, reused from WORK when it is already there), then
 the source and every output are measured with the `lg-aimers` suite (Korean tasks, chat template) in each
@@ -10,6 +11,9 @@ batched requests). One measurement gives both timings: `workload` (the suite's b
 generated tokens) and `synthetic` (batch-1 TPOT of a 256-token prompt, 128 new tokens, median of 3). Scores are
 computed against the source under each. The source is measured twice back to back (first and last in each
 runtime) for the run-to-run spread. Writes WORK/judge.json and prints the tables (markdown) for RESULTS.md.
+
+`--long-items N` caps ko_longrag alone (the suite's own cap is 24; its long prefill is what costs on a CPU) through
+a copy of the lg-aimers suite written to WORK, so the cheap tasks can keep more items under `--limit`.
 """
 
 import argparse
@@ -17,6 +21,8 @@ import json
 import sys
 import time
 from pathlib import Path
+
+import yaml
 
 RECIPES = ["fp16", "w8a8", "w8a8-gptq", "drop-layers", "minitron"]
 
@@ -31,11 +37,27 @@ def build(recipe: str, out: Path) -> Path:
     return out / "model"
 
 
-def spec_for(runtime: str, limit: int | None):
+def suite_with_long_items(work: Path, items: int) -> Path:
+    """The lg-aimers suite with ko_longrag capped at `items`, written to WORK (the other tasks unchanged)."""
+    from compressor.core.resources import eval_dir
+
+    suite = yaml.safe_load((eval_dir() / "suites" / "lg-aimers.yaml").read_text(encoding="utf-8"))
+    suite["name"] = f"lg-aimers-long{items}"
+    for task in suite["tasks"]:
+        if task["task"] == "ko_longrag":
+            task["limit"] = items
+    path = work / f"{suite['name']}.yaml"
+    path.write_text(yaml.safe_dump(suite, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def spec_for(runtime: str, limit: int | None, suite: Path | None = None):
     from compressor.evaluate.spec import EvalSpec
     from compressor.export.targets import load_target
 
     settings = load_target("lg-aimers").eval.eval_settings()
+    if suite is not None:
+        settings["suite"] = str(suite)
     settings.update(runtime=runtime, limit=limit, baseline=False,
                     latency={"prompt_tokens": 256, "new_tokens": 128, "runs": 3, "warmup": 1, "batch_sizes": [1]})
     return EvalSpec(**settings)
@@ -72,19 +94,27 @@ def main() -> None:
     parser.add_argument("--torch-limit", type=int, default=8,
                         help="cap every task in torch (default 8: padded long prompts make torch ~3x slower than "
                              "vLLM's CPU build on ko_longrag)")
+    parser.add_argument("--long-items", type=int, default=None, help="cap ko_longrag alone (vLLM and torch)")
+    parser.add_argument("--torch-long-items", type=int, default=None, help="cap ko_longrag alone in torch")
+    parser.add_argument("--render", type=Path, default=None, help="print the tables of a saved judge.json, run nothing")
     args = parser.parse_args()
+    if args.render:
+        print(render(json.loads(args.render.read_text())))
+        return
 
     from compressor.models.builtin import materialize_builtin
 
     source = materialize_builtin("smollm2-135m")
     recipes = args.recipes.split(",")
     folders = {name: build(name, args.work / name) for name in recipes}
-    results = {"runtimes": {}, "recipes": recipes, "limit": args.limit, "torch_limit": args.torch_limit}
+    results = {"runtimes": {}, "recipes": recipes, "limit": args.limit, "torch_limit": args.torch_limit,
+               "long_items": args.long_items, "torch_long_items": args.torch_long_items}
     path = args.work / "judge.json"
     for runtime in args.runtimes.split(","):
         limit = min(x for x in (args.limit, args.torch_limit if runtime == "torch" else None) if x) \
             if (args.limit or runtime == "torch") else None
-        spec = spec_for(runtime, limit)
+        long_items = (args.torch_long_items or args.long_items) if runtime == "torch" else args.long_items
+        spec = spec_for(runtime, limit, suite_with_long_items(args.work, long_items) if long_items else None)
         run = {"settings": spec.model_dump(mode="json"), "source": measure(source, spec, f"{runtime} source")}
         for name, folder in folders.items():
             run[name] = measure(folder, spec, f"{runtime} {name}")
@@ -98,7 +128,9 @@ def render(results: dict) -> str:
     lines = []
     for runtime, run in results["runtimes"].items():
         base, again = run["source"], run["source_again"]
-        lines += [f"### {runtime} (task cap: {run['settings'].get('limit') or 'the suite'})", "",
+        long_cap = results.get("torch_long_items" if runtime == "torch" else "long_items") or results.get("long_items")
+        lines += [f"### {runtime} (task cap: {run['settings'].get('limit') or 'the suite'}; ko_longrag: "
+                  f"{long_cap or 'the suite'})", "",
                   "| model | ko_mc | ko_longrag | ko_particles | ko_bpb | Perf | workload tok/s | workload ms/tok "
                   "| batch-1 ms/tok | Score (workload) | Score (batch-1) | eval wall s |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -115,11 +147,16 @@ def render(results: dict) -> str:
             if name in results["recipes"]:
                 ranking[name] = s
         by = {t: sorted(ranking, key=lambda n: -ranking[n][t]["score"]) for t in ("workload", "synthetic")}
+        # the speed half alone: on Korean tasks where the bundled model sits near chance, Perf is mostly noise
+        fastest = {t: sorted(ranking, key=lambda n: run[n][key])
+                   for t, key in (("workload", "tpt_ms"), ("synthetic", "synthetic_tpt_ms"))}
         spread = abs(again["tpt_ms"] - base["tpt_ms"]) / base["tpt_ms"]
         spread_b1 = abs(again["synthetic_tpt_ms"] - base["synthetic_tpt_ms"]) / base["synthetic_tpt_ms"]
         lines += ["", f"Ranking by Score, workload: {' > '.join(by['workload'])}; batch-1: {' > '.join(by['synthetic'])}"
-                  f" ({'the same' if by['workload'] == by['synthetic'] else 'different'}). Source measured twice: "
-                  f"workload ms/token differs by {spread:.1%}, batch-1 by {spread_b1:.1%}.", ""]
+                  f" ({'the same' if by['workload'] == by['synthetic'] else 'different'}). Ranking by time per token, "
+                  f"workload: {' < '.join(fastest['workload'])}; batch-1: {' < '.join(fastest['synthetic'])} "
+                  f"({'the same' if fastest['workload'] == fastest['synthetic'] else 'different'}). Source measured "
+                  f"twice: workload ms/token differs by {spread:.1%}, batch-1 by {spread_b1:.1%}.", ""]
     return "\n".join(lines)
 
 
