@@ -164,19 +164,27 @@ def kills(tiny: Path, work: Path, repeats: int) -> Counter:
 
 
 def concurrent(tiny: Path, work: Path) -> Counter:
+    """A second apply to the --out a first one is writing: without --force it finds the output (the first writes
+    the model before its evaluation) or the lock; with --force the lock must refuse it. The first must finish."""
     out = work / "twice"
     shutil.rmtree(out, ignore_errors=True)
+    # the first run must outlive the others' start-up (~5 s of imports): a longer timing run keeps it busy
     first = subprocess.Popen(CLI + ["apply", "fp16", "--model", str(tiny), "--out", str(out), "--suite", "quick",
-                                    "--limit", "2"], stderr=subprocess.PIPE, text=True)
-    # the second starts while the first holds the output's lock (its run, not just its write, is under it)
+                                    "--limit", "2", "--set", "eval.latency.runs=100"], stderr=subprocess.PIPE,
+                             text=True)
     lock = out.parent / f".{out.name}.lock"
     deadline = time.monotonic() + 120
     while not lock.exists() and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    code, err, _ = run(["apply", "fp16", "--model", tiny, "--out", out, "--no-eval"])
+    tally = Counter()
+    for extra, expected in (([], ("another compressor run", "already exists")), (["--force"], ("another compressor run",))):
+        code, err, _ = run(["apply", "fp16", "--model", tiny, "--out", out, "--no-eval", *extra])
+        refused = classify(code, err) == "clean" and any(reason in err for reason in expected)
+        tally["refused cleanly" if refused else "silent wrong" if code == 0 else classify(code, err)] += 1
+    running = first.poll() is None
     first.wait()
-    tally = Counter({"refused cleanly": int(classify(code, err) == "clean" and "another compressor run" in err),
-                     "first finished": int(first.returncode == 0)})
+    report = out / "report.json"
+    tally["first finished"] = int(first.returncode == 0 and report.is_file() and running)
     tally["left behind"] += len(leftovers(work))
     return tally
 
