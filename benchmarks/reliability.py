@@ -177,7 +177,8 @@ def concurrent(tiny: Path, work: Path) -> Counter:
     while not lock.exists() and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     tally = Counter()
-    for extra, expected in (([], ("another compressor run", "already exists")), (["--force"], ("another compressor run",))):
+    busy = "another compressor run"
+    for extra, expected in (([], (busy, "already exists")), (["--force"], (busy,))):
         code, err, _ = run(["apply", "fp16", "--model", tiny, "--out", out, "--no-eval", *extra])
         refused = classify(code, err) == "clean" and any(reason in err for reason in expected)
         tally["refused cleanly" if refused else "silent wrong" if code == 0 else classify(code, err)] += 1
