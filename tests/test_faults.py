@@ -119,3 +119,13 @@ def test_an_output_that_appeared_meanwhile_is_not_replaced(tmp_path):
             (target / "theirs").write_text("theirs")
     assert (target / "theirs").read_text() == "theirs" and not (target / "f").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
+
+
+def test_apply_to_a_relative_out_whose_folder_does_not_exist_yet(monkeypatch, capsys, tmp_path, tiny_llama_dir):
+    # `make run` on a fresh clone: out/ is missing, the lock is taken before and after it is made
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(monkeypatch, capsys, "apply", "fp16", "--model", str(tiny_llama_dir), "--out",
+                           "new/fp16", "--no-eval")
+    assert code == 0, err
+    assert (tmp_path / "new" / "fp16" / "model" / "config.json").is_file()
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["fp16"]

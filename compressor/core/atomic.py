@@ -51,7 +51,8 @@ def output_lock(target: Path) -> Iterator[None]:
     from filelock import FileLock, Timeout
 
     path = lock_path(target)
-    key = str(path.resolve()) if path.parent.exists() else str(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = str(path.resolve())  # one key however the target is spelled (relative, absolute, before its parent existed)
     if key in _HELD:
         _HELD[key][1] += 1
         try:
@@ -59,7 +60,6 @@ def output_lock(target: Path) -> Iterator[None]:
         finally:
             _HELD[key][1] -= 1
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path), timeout=0)
     try:
         lock.acquire()
