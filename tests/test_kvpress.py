@@ -14,7 +14,6 @@ from compressor.evaluate.kv.runtime import PressRuntime
 from compressor.evaluate.kv.spec import PRESSES, KVPressSpec, LongContextSpec
 from compressor.evaluate.kv.long_context import ablation_points, measure_long_context, measure_points
 from compressor.models.sources import load_model
-from compressor.models.tiny import save_tiny
 from compressor.recipe import load_recipe, parse_recipe
 
 RATIO_PRESSES = [name for name in PRESSES if name != "streaming_llm"]
@@ -131,23 +130,6 @@ def test_expected_attention_sees_the_chunk_position():
     shifted.offset = 300
     assert torch.equal(shifted(None, torch.arange(3)), torch.tensor([600, 602, 604]))
     assert torch.equal(shifted.inv_freq, torch.ones(2))
-
-
-def test_exaone4_queries_get_qk_norm(tmp_path):
-    import kvpress.presses.snapkv_press as snap
-
-    from compressor.evaluate.kv.press import _query_norm_patch
-
-    model, _ = load_model(save_tiny("exaone4", tmp_path / "e"), torch.device("cpu"))
-    attention = model.model.layers[0].self_attn
-    hidden = torch.randn(1, 10, model.config.hidden_size)
-    expected = attention.q_norm(attention.q_proj(hidden).view(1, 10, -1, attention.head_dim)).transpose(1, 2)
-    with _query_norm_patch(model):
-        assert torch.allclose(snap.get_prerope_query_states(attention, hidden), expected, atol=1e-6)
-    assert not torch.allclose(snap.get_prerope_query_states(attention, hidden), expected, atol=1e-3)
-    ids = torch.randint(3, 259, (1, 256), generator=torch.Generator().manual_seed(1))
-    _, cache, _ = chunked(model, KVPressSpec(press="snapkv", ratio=0.5), ids)
-    assert cache.get_seq_length() == 128
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -17,7 +17,7 @@ class ArchitectureAdapter:
     per_layer_config_keys: tuple[str, ...] = ("layer_types",)
     # RMSNorm modules inside a decoder layer, in order (EXAONE-4 uses post-norms, Llama pre-norms)
     layer_norm_names: tuple[str, ...] = ("input_layernorm", "post_attention_layernorm")
-    # per-head norms on q and k (EXAONE-4 QK-norm); shared across heads, width head_dim
+    # per-head norms on q and k, in that order (EXAONE-4 QK-norm); shared across heads, width head_dim
     qk_norm_names: tuple[str, ...] = ()
     pre_norm: bool = True
     # optimum-onnx has no ONNX config for this family: export it with the one of this model type (same
@@ -82,6 +82,13 @@ class ArchitectureAdapter:
             for attr in self.head_count_attrs:
                 if hasattr(attn, attr):
                     setattr(attn, attr, values[attr])
+
+    def query_norm(self, attention: nn.Module) -> nn.Module | None:
+        """The per-head norm an attention module applies to queries after q_proj and before RoPE, else None.
+
+        EXAONE-4's QK-norm (Qwen3-style); tools that rebuild queries outside the module (kvpress) need it.
+        """
+        return getattr(attention, self.qk_norm_names[0]) if self.qk_norm_names else None
 
     def attention_input_norm(self, layer: nn.Module) -> nn.Module:
         """What a decoder layer applies to its input before self-attention (pre-norm), else identity.

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -98,34 +99,43 @@ class _ShiftedRotary(nn.Module):
         return self.rotary(x, position_ids + self.offset)
 
 
-def _query_norm_patch(model):
-    """kvpress computes pre-RoPE queries with QK-norm only for Qwen3/Gemma3 classes; EXAONE-4 has the same
-    per-head q_norm (after q_proj, before RoPE). Patch kvpress's helper, for this model, while a press runs."""
-    import kvpress.presses.expected_attention_press as ea
-    import kvpress.presses.snapkv_press as snap
-    import kvpress.utils as kvutils
+def _prerope_queries(q_proj: nn.Module, norm: nn.Module, head_dim: int, hidden: torch.Tensor) -> torch.Tensor:
+    """Queries as a QK-norm attention module computes them before RoPE: q_proj, one row per head, its q-norm."""
+    return norm(q_proj(hidden).view(*hidden.shape[:-1], -1, head_dim).transpose(1, 2))
 
-    original = kvutils.get_prerope_query_states
-    attention_types = {type(layer.self_attn) for layer in model.model.layers if hasattr(layer.self_attn, "q_norm")}
 
-    def with_q_norm(module, hidden_states):
-        query = original(module, hidden_states)
-        if type(module) in attention_types and type(module).__name__ not in ("Qwen3Attention", "Gemma3Attention"):
-            query = module.q_norm(query)
-        return query
+@contextlib.contextmanager
+def _query_norm_patch(attentions: list[nn.Module], adapter):
+    """While a press runs, kvpress rebuilds this model's queries with the adapter's q-norm.
 
-    @contextlib.contextmanager
-    def patched():
-        modules = [m for m in (kvutils, snap, ea) if getattr(m, "get_prerope_query_states", None) is original]
-        for m in modules:
-            m.get_prerope_query_states = with_q_norm
-        try:
-            yield
-        finally:
-            for m in modules:
-                m.get_prerope_query_states = original
+    kvpress 0.5.5 `get_prerope_query_states` (SnapKV, ExpectedAttention, CAP, TOVA via SnapKV, ...) applies
+    QK-norm only to Qwen3/Gemma3 classes, so EXAONE-4 would be scored with un-normalised queries, silently.
+    Each press module binds the helper by name (`from kvpress.utils import ...`): it is replaced where it is
+    looked up, for these attention modules only (others go to kvpress's own), and restored on exit.
+    """
+    norms = {a: n for a in attentions if (n := adapter.query_norm(a)) is not None}
+    if not norms:
+        yield
+        return
+    utils = _kvpress().utils
+    current = utils.get_prerope_query_states
+    q_proj_name = adapter.attn_in_names[0]
 
-    return patched() if attention_types else contextlib.nullcontext()
+    def queries(module, hidden_states):
+        norm = norms.get(module)
+        if norm is None:
+            return current(module, hidden_states)
+        return _prerope_queries(getattr(module, q_proj_name), norm, module.head_dim, hidden_states)
+
+    bound = [m for name, m in list(sys.modules.items())
+             if name.split(".")[0] == "kvpress" and getattr(m, "get_prerope_query_states", None) is current]
+    for module in bound:
+        module.get_prerope_query_states = queries
+    try:
+        yield
+    finally:
+        for module in bound:
+            module.get_prerope_query_states = current
 
 
 def cache_bytes(cache) -> int:
@@ -207,7 +217,7 @@ class CacheCompressor:
             for attention in attentions:
                 attention.rotary_emb = self._rotary  # what kvpress's own context manager sets, shifted
                 hooks.append(attention.register_forward_hook(self._hook, with_kwargs=True))
-            with _query_norm_patch(self.model), torch.inference_mode():
+            with _query_norm_patch(attentions, self.adapter), torch.inference_mode():
                 yield self
         finally:
             for hook in hooks:
