@@ -110,12 +110,17 @@ def main() -> None:
     results = {"runtimes": {}, "recipes": recipes, "limit": args.limit, "torch_limit": args.torch_limit,
                "long_items": args.long_items, "torch_long_items": args.torch_long_items}
     path = args.work / "judge.json"
-    for runtime in args.runtimes.split(","):
+    runtimes = args.runtimes.split(",")
+    if path.is_file():  # a run of the other runtime stays beside this one (each run keeps its own caps)
+        kept = json.loads(path.read_text()).get("runtimes", {})
+        results["runtimes"] = {name: run for name, run in kept.items() if name not in runtimes}
+    for runtime in runtimes:
         limit = min(x for x in (args.limit, args.torch_limit if runtime == "torch" else None) if x) \
             if (args.limit or runtime == "torch") else None
         long_items = (args.torch_long_items or args.long_items) if runtime == "torch" else args.long_items
         spec = spec_for(runtime, limit, suite_with_long_items(args.work, long_items) if long_items else None)
-        run = {"settings": spec.model_dump(mode="json"), "source": measure(source, spec, f"{runtime} source")}
+        run = {"settings": spec.model_dump(mode="json"), "long_items": long_items,
+               "source": measure(source, spec, f"{runtime} source")}
         for name, folder in folders.items():
             run[name] = measure(folder, spec, f"{runtime} {name}")
         run["source_again"] = measure(source, spec, f"{runtime} source again")
@@ -128,13 +133,15 @@ def render(results: dict) -> str:
     lines = []
     for runtime, run in results["runtimes"].items():
         base, again = run["source"], run["source_again"]
-        long_cap = results.get("torch_long_items" if runtime == "torch" else "long_items") or results.get("long_items")
+        long_cap = run.get("long_items") if "long_items" in run else (
+            results.get("torch_long_items" if runtime == "torch" else "long_items") or results.get("long_items"))
         lines += [f"### {runtime} (task cap: {run['settings'].get('limit') or 'the suite'}; ko_longrag: "
                   f"{long_cap or 'the suite'})", "",
                   "| model | ko_mc | ko_longrag | ko_particles | ko_bpb | Perf | workload tok/s | workload ms/tok "
                   "| batch-1 ms/tok | Score (workload) | Score (batch-1) | eval wall s |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        rows = [("source", base)] + [(name, run[name]) for name in results["recipes"]] + [("source again", again)]
+        rows = [("source", base)] + [(name, run[name]) for name in results["recipes"] if name in run] + \
+            [("source again", again)]
         ranking = {}
         for name, m in rows:
             s = scores(m, base)
@@ -144,7 +151,7 @@ def render(results: dict) -> str:
                          f"| {value('ko_bpb'):.3f} | {m['perf']:.3f} | {m['workload']['output_tokens_per_s']:.1f} "
                          f"| {m['tpt_ms']:.2f} | {m['synthetic_tpt_ms']:.2f} | {s['workload']['score']:.3f} "
                          f"| {s['synthetic']['score']:.3f} | {m['wall_s']:.0f} |")
-            if name in results["recipes"]:
+            if name in results["recipes"] and name in run:
                 ranking[name] = s
         by = {t: sorted(ranking, key=lambda n: -ranking[n][t]["score"]) for t in ("workload", "synthetic")}
         # the speed half alone: on Korean tasks where the bundled model sits near chance, Perf is mostly noise
