@@ -6,6 +6,7 @@ from compressor.heal import stage as heal  # noqa: F401
 from compressor.edits import prune_heads, prune_mlp, reduce_hidden  # noqa: F401
 from compressor.quantize import stage as quantize  # noqa: F401
 from compressor.prompt import stage as evaluator_heads  # noqa: F401
+from compressor.edits import context  # noqa: F401
 from compressor.stages import StageFn, StageParams, registered
 
 

@@ -53,8 +53,11 @@ def _apply(recipe, recipe_source: str, out_dir: Path, force: bool, evaluate: boo
     config = load_config(source, recipe.model.trust_remote_code)
     adapter = adapter_for(config)
     run_eval = recipe.eval.enabled if evaluate is None else evaluate
-    check_against_config(recipe.model_copy(update={"eval": recipe.eval.model_copy(update={"enabled": run_eval})}),
-                         config, recipe_source, source.path)
+    warnings = check_against_config(
+        recipe.model_copy(update={"eval": recipe.eval.model_copy(update={"enabled": run_eval})}),
+        config, recipe_source, source.path)
+    for warning in warnings:
+        progress(f"warning: {warning}")
     if run_eval and recipe.eval.runtime == "vllm":
         require_vllm()  # before the work: a failed evaluation discards the unfinished output
 
@@ -106,6 +109,8 @@ def _apply(recipe, recipe_source: str, out_dir: Path, force: bool, evaluate: boo
                       "num_hidden_layers": config_value(staging / MODEL_DIR, "num_hidden_layers")},
             "versions": provenance["versions"],
         }
+        if warnings:
+            report["warnings"] = warnings
         if run_eval:
             report["evaluation"] = {"status": "pending", "finish_with": f"compressor eval {out_dir}"}
         report["seconds"] = round(time.perf_counter() - started, 2)

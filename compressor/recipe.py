@@ -16,6 +16,7 @@ from compressor.core.yaml_io import read_yaml_file
 from compressor.data.calibration import CalibrationSpec
 from compressor.data.corpus import check_corpus
 from compressor.evaluate.spec import EvalSpec, chat_template_of, check_folders, check_for_models
+from compressor.evaluate.suite import load_suite
 from compressor.stages import check_stage_order
 
 DEFAULT_MODEL = "builtin:smollm2-135m"
@@ -111,16 +112,26 @@ def check_calibration(recipe, source: str, model_dir: Path | None, config=None) 
                 raise UserError(f"{where}.chat_template: {model_dir}'s tokenizer has no chat template")
 
 
-def check_against_config(recipe, config, source: str, model_dir: Path | None = None) -> None:
+def check_against_config(recipe, config, source: str, model_dir: Path | None = None) -> list[str]:
     """Reject parameters impossible for this model (e.g. dropping every layer) before loading weights;
-    `model_dir` (the source folder) also lets tokenizer-dependent settings be checked."""
+    `model_dir` (the source folder) also lets tokenizer-dependent settings be checked. Returns warnings."""
     _check_order(recipe, source)
     check_calibration(recipe, source, model_dir, config)
     config = copy.deepcopy(config)  # stages plan their changes on a copy, so each is checked against its input
+    warnings, found = [], []
+
+    def prompts():  # the suite's prompts, read once and only when a stage asks
+        if not found:
+            found.append(suite_prompts(recipe.eval, source, model_dir))
+        return found[0]
+
     for index, params in enumerate(recipe.stages):
         try:
             params.check_config(config)
-            config = params.planned_config(config)
+            before, config = config, params.planned_config(config)
+            if params.checks_prompts and model_dir is not None:
+                warnings += [f"stages[{index}] ({params.stage}): {w}"
+                             for w in params.check_prompts(before, config, prompts)]
         except ValueError as error:
             raise UserError(f"{source}: stages[{index}] ({params.stage}): {error}") from None
     if recipe.eval.enabled:
@@ -130,3 +141,18 @@ def check_against_config(recipe, config, source: str, model_dir: Path | None = N
                 check_folders(recipe.eval, [model_dir])
         except UserError as error:
             raise UserError(f"{source}: eval.{error}") from None
+    return warnings
+
+
+def suite_prompts(spec, source: str, model_dir: Path):
+    """The generative prompts of the recipe's eval suite in the source's tokens (compressor.evaluate.prompt_lengths)."""
+    from transformers import AutoTokenizer
+
+    from compressor.evaluate.prompt_lengths import generative_prompt_lengths
+
+    try:
+        suite = load_suite(spec.suite)
+    except UserError as error:
+        raise UserError(f"{source}: eval.suite: {error}") from None
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return generative_prompt_lengths(suite, tokenizer, spec.chat_template, spec.max_gen_toks, spec.limit)

@@ -27,6 +27,8 @@ class StageParams(Strict):
     changes_layers: ClassVar[bool] = False
     # this stage's result names layers / heads by index, so a later `changes_layers` stage invalidates it
     depends_on_layers: ClassVar[bool] = False
+    # this stage's output is checked against the recipe's eval suite prompts (`check_prompts`), before weights load
+    checks_prompts: ClassVar[bool] = False
 
     def check_config(self, config) -> None:
         """Raise ValueError when these parameters cannot apply to a model with this config."""
@@ -34,6 +36,11 @@ class StageParams(Strict):
     def planned_config(self, config):
         """The config this stage will leave (so later stages are checked against it); default unchanged."""
         return config
+
+    def check_prompts(self, before, after, prompts) -> list[str]:
+        """With `checks_prompts`: raise ValueError when the planned config `after` (from `before`) cannot run the
+        suite's generative prompts (`prompts()`: compressor.evaluate.prompt_lengths.TaskPrompts); return warnings."""
+        return []
 
 
 @dataclass

@@ -61,6 +61,12 @@ def check(output_dir, runtime, min_agreement, max_tokens, eager, onnx_path, as_j
         console.print(f"{verdict}: mean prefix agreement {res['summary']['prefix_agreement']:.2f} "
                       f"(min {res['min_agreement']:.2f}), agreement {res['summary']['agreement']:.2f}, "
                       f"{res['seconds']['total']:.1f} s")
+        kv = res.get("kv_cache")
+        if kv:
+            tokens = f", {kv['kv_cache_tokens']:,} tokens" if kv.get("kv_cache_tokens") else ""
+            asked = kv["checkpoint_scheme"] or "no kv_cache_scheme"
+            console.print(f"KV cache: checkpoint {asked}; engine {kv['engine_dtype']}{tokens}"
+                          + (f" [yellow]({kv['note']})[/yellow]" if kv.get("note") else ""))
 
     emit(result, as_json, render)
     require_pass(result)

@@ -148,7 +148,26 @@ def run_vllm_check(folder: Path, prompts: list[str], prompt_ids: list[list[int]]
     return {"runs": [{"token_ids": g["token_ids"], "first_logprobs": g.get("first_logprobs")} for g in generated],
             "texts": [g["text"] for g in generated],
             "text_prompt_token_ids": [g.get("text_prompt_token_ids", g["prompt_token_ids"]) for g in generated],
-            "dtype": result.get("dtype"), "load_s": result.get("load_s"), "versions": result.get("versions", {})}
+            "dtype": result.get("dtype"), "load_s": result.get("load_s"), "versions": result.get("versions", {}),
+            "engine": result.get("engine")}
+
+
+def kv_cache_verdict(folder: Path, engine: dict | None) -> dict:
+    """What the checkpoint asks of the KV cache (kv_cache_scheme) against what the engine allocated."""
+    config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    scheme = (config.get("quantization_config") or {}).get("kv_cache_scheme")
+    asked = f"{scheme.get('num_bits')}-bit {scheme.get('type')}" if scheme else None
+    verdict = {"checkpoint_scheme": asked}
+    if not engine:
+        return {**verdict, "engine_dtype": None, "note": "this vLLM version did not report its cache"}
+    used = str(engine.get("cache_dtype"))
+    verdict.update(engine_dtype=used, engine_dtype_from=engine.get("cache_dtype_from"),
+                   kv_cache_tokens=engine.get("kv_cache_tokens"))
+    if scheme:
+        verdict["used"] = used.startswith("fp8")
+        if not verdict["used"]:
+            verdict["note"] = f"the engine ignored the checkpoint's {asked} kv_cache_scheme: its cache is {used}"
+    return verdict
 
 
 def onnx_artifact(output_dir: Path, onnx: Path | None = None) -> Path:
@@ -264,6 +283,7 @@ def check_output(output_dir: Path, runtime: str, max_tokens: int = 32, prompts=N
         "summary": summary,
         "prompts": rows,
         "reference": {"dtype": ref["dtype"], "device": "cpu", "versions": ref["versions"]},
+        **({"kv_cache": kv_cache_verdict(folder, got.get("engine"))} if runtime == "vllm" else {}),
         "runtime_info": {"dtype": got.get("dtype"), "versions": got.get("versions", {}),
                          **({"enforce_eager": eager} if runtime == "vllm" else {}),
                          "load_s": round(got["load_s"], 2) if got.get("load_s") is not None else None},

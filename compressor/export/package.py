@@ -13,7 +13,7 @@ from compressor.core.atomic import atomic_file, output_lock, refuse_existing, re
 from compressor.core.errors import CheckFailed, UserError
 from compressor.core.layout import CONFIG_FILE, MODEL_DIR, ZIP_NAME, resolve
 from compressor.export.check import check_output
-from compressor.export.targets import Target, check_model_dir, quantization_rewrites, rewrite_config
+from compressor.export.targets import Target, advisories, check_model_dir, quantization_rewrites, rewrite_config
 # Weights barely deflate (bf16: ~26% at 46 MB/s with level 1, vs ~850 MB/s stored) and a 1.2B model is far
 # below the 10 GB limit in any dtype: store them, deflate the small text files.
 STORED_SUFFIXES = (".safetensors",)
@@ -135,6 +135,9 @@ def _package(output_dir: Path, source: Path, zip_path: Path, target: Target, for
         problems = check_model_dir(staged, target) + _over("unzipped", unzipped, target.limits.unzipped_bytes)
         if problems:
             raise CheckFailed(f"{source}: fails target {target.name}: " + "; ".join(problems))
+        warnings = advisories(staged, target)
+        for warning in warnings:
+            progress(f"warning: {warning}")
         checked = _runtime_checks(staged, source, target, progress)
         names = [f"{root}/{rel.as_posix()}" for rel in files]
         with atomic_file(zip_path, force) as partial:
@@ -155,4 +158,5 @@ def _package(output_dir: Path, source: Path, zip_path: Path, target: Target, for
         "rewrites": rewrites,
         "runtime_checks": checked,
         "skipped": skipped,
+        "warnings": warnings,
     }

@@ -150,3 +150,36 @@ def single_safetensors(m: ModelDir, target) -> list[str]:
     if extra:
         problems.append(f"weights must be the single model.safetensors, also found {', '.join(extra)}")
     return problems
+
+
+def _kv_cache_scheme(m: ModelDir) -> dict | None:
+    return (m.config.get("quantization_config") or {}).get("kv_cache_scheme")
+
+
+@rule
+def kv_cache_scheme_loadable(m: ModelDir, target) -> list[str]:
+    """A kv_cache_scheme is one vLLM uses: 8-bit float, symmetric, per tensor or head (vLLM 0.32 refuses others)."""
+    scheme = _kv_cache_scheme(m)
+    if not scheme:
+        return []
+    kind = f"{scheme.get('num_bits')}-bit {scheme.get('type')}"
+    if scheme.get("type") != "float" or scheme.get("num_bits") != 8:
+        return [f"kv_cache_scheme is {kind}: vLLM loads only an 8-bit float (fp8) KV-cache scheme; recent releases "
+                "(0.32 here) refuse this checkpoint at load, older ones let an 8-bit int scheme past their check "
+                "and ignore it (quantize with kv_cache: fp8, or without kv_cache)"]
+    if not scheme.get("symmetric", False) or scheme.get("strategy") not in ("tensor", "attn_head"):
+        return ["kv_cache_scheme must be symmetric with strategy tensor or attn_head for vLLM"]
+    return []
+
+
+@rule
+def kv_cache_scheme_used(m: ModelDir, target) -> list[str]:
+    """Advisory: whether the target's engine is known to use an fp8 kv_cache_scheme (it may run a 16-bit cache)."""
+    scheme = _kv_cache_scheme(m)
+    if not scheme or scheme.get("type") != "float":
+        return []
+    gpu = target.runtime.gpu or "its GPU"
+    return [f"the checkpoint asks for an fp8 KV cache; whether vLLM {target.runtime.vllm or ''} on {gpu} uses it is "
+            "disputed (vLLM later enabled the automatic fp8 KV switch only from compute capability 9.0; the L4 is "
+            "8.9), so the server may run a 16-bit cache and the lever may not move its Score; "
+            "`compressor check OUT --runtime vllm` shows what a local engine did"]

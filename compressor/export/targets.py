@@ -100,6 +100,8 @@ class Target(Strict):
     layout: Layout = Field(default_factory=Layout)
     limits: Limits = Field(default_factory=Limits)
     checks: list[Annotated[str, AfterValidator(_known_rule)]] = Field(default_factory=list)
+    advisories: list[Annotated[str, AfterValidator(_known_rule)]] = Field(
+        default_factory=list, description="rules whose findings are warnings (printed and reported), not failures")
     runtime_checks: list[Annotated[str, AfterValidator(_known_runtime)]] = Field(
         default_factory=list, description="runtimes the staged folder must load and generate in (`compressor check`)")
     eval: EvalProfile | None = Field(None, description="the server's evaluation (`compressor eval --target`)")
@@ -163,6 +165,16 @@ def missing_files(folder: Path, target: Target) -> list[str]:
         if not any(any(folder.glob(p)) for p in patterns):
             problems.append(f"required_files: no {' or '.join(patterns)}")
     return problems
+
+
+def advisories(folder: Path, target: Target) -> list[str]:
+    """Warnings of the target's advisory rules for model folder `folder`, each prefixed by its rule id."""
+    config_path = Path(folder) / "config.json"
+    try:
+        model = ModelDir(Path(folder), json.loads(config_path.read_text(encoding="utf-8")))
+    except (OSError, json.JSONDecodeError):
+        return []  # check_model_dir reports the folder's problems
+    return [f"{rule_id}: {w}" for rule_id in target.advisories for w in RULES[rule_id](model, target)]
 
 
 def check_model_dir(folder: Path, target: Target) -> list[str]:

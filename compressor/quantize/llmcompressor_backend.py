@@ -10,11 +10,12 @@ import torch
 from compressor.quantize.calibration_data import quant_calibration_windows
 from compressor.quantize.compress import compress_in_dtype
 from compressor.quantize.quiet import quiet_loguru
-from compressor.quantize.schemes import compressed_tensors_scheme
+from compressor.quantize.schemes import compressed_tensors_scheme, kv_cache_args
 
 
 def build_modifiers(params, adapter) -> list:
-    """SmoothQuant (when asked), then GPTQ or round-to-nearest quantization of every Linear but `ignore`."""
+    """SmoothQuant (when asked), then GPTQ or round-to-nearest quantization of every Linear but `ignore`, with
+    the KV-cache scheme (calibrated k_scale / v_scale per attention layer) when asked."""
     from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
     from llmcompressor.modifiers.transform.smoothquant import SmoothQuantModifier
 
@@ -22,12 +23,13 @@ def build_modifiers(params, adapter) -> list:
     if params.smoothquant is not None:
         mappings = [[list(balance), smooth] for balance, smooth in adapter.smoothquant_mappings]
         modifiers.append(SmoothQuantModifier(smoothing_strength=params.smoothquant, mappings=mappings))
-    groups = {"group_0": compressed_tensors_scheme(params.scheme, params.group_size, ["Linear"])}
+    groups = {"group_0": compressed_tensors_scheme(params.scheme, params.group_size, ["Linear"], params.observer)}
+    common = dict(config_groups=groups, ignore=list(params.ignore),
+                  kv_cache_scheme=kv_cache_args(params.kv_cache, params.observer) if params.kv_cache else None)
     if params.method == "gptq":
-        modifiers.append(GPTQModifier(config_groups=groups, ignore=list(params.ignore),
-                                      dampening_frac=params.dampening))
+        modifiers.append(GPTQModifier(**common, dampening_frac=params.dampening))
     else:
-        modifiers.append(QuantizationModifier(config_groups=groups, ignore=list(params.ignore)))
+        modifiers.append(QuantizationModifier(**common))
     return modifiers
 
 
@@ -69,6 +71,7 @@ def quantize_llmcompressor(model, tokenizer, params, ctx):
         seconds = time.perf_counter() - start
         model = compress_in_dtype(model, getattr(torch, params.storage_dtype))
     ctx.record(scheme=params.scheme, backend="llmcompressor", method=params.method, dtype=params.storage_dtype,
+               observer=params.observer, kv_cache=params.kv_cache,
                calibration=params.calibration.describe() if dataset is not None else None,
                smoothquant_mappings=[list(m) for m in ctx.adapter.smoothquant_mappings] if params.smoothquant else None,
                oneshot_seconds=round(seconds, 2), modifiers=describe_modifiers(modifiers))

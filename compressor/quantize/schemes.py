@@ -25,6 +25,9 @@ SCHEMES: dict[str, Scheme] = {
     "w8a8-int8": Scheme("llmcompressor", 8, "int8, dynamic per token", False, preset="W8A8",
                         stored_weight_dtypes=("I8",),
                         description="int8 weights (per output channel) and int8 activations (per token, dynamic)"),
+    "w8a8-int8-static": Scheme("llmcompressor", 8, "int8, static per tensor", True, stored_weight_dtypes=("I8",),
+                               description="int8 weights (per output channel) and int8 activations (one scale per "
+                                           "tensor, calibrated)"),
     "fp8-dynamic": Scheme("llmcompressor", 8, "fp8 e4m3, dynamic per token", False, preset="FP8_DYNAMIC",
                           stored_weight_dtypes=("F8_E4M3",),
                           description="fp8 e4m3 weights (per channel), fp8 activations (per token, dynamic)"),
@@ -47,8 +50,25 @@ def schemes_for(backend: str) -> list[str]:
     return [name for name, scheme in SCHEMES.items() if scheme.backend == backend]
 
 
-def compressed_tensors_scheme(name: str, group_size: int | None, targets: list[str]):
-    """The compressed-tensors QuantizationScheme for an llm-compressor scheme name."""
+# observer names (llm-compressor's registry) for `observer: minmax | mse`: weights are observed once
+# (memoryless); static activation and KV-cache scales over all calibration batches (static_minmax: the running
+# min and max, as the FP8 preset does; mse: the moving-average MSE-optimal clipping range)
+WEIGHT_OBSERVER = {"minmax": "memoryless_minmax", "mse": "memoryless_mse"}
+STATIC_OBSERVER = {"minmax": "static_minmax", "mse": "mse"}
+
+
+def compressed_tensors_scheme(name: str, group_size: int | None, targets: list[str], observer: str = "minmax"):
+    """The compressed-tensors QuantizationScheme for an llm-compressor scheme name, with `observer`'s
+    observers on the weights and on static activations (dynamic ones have none)."""
+    scheme = _scheme(name, group_size, targets)
+    if observer != "minmax":
+        scheme.weights.observer = WEIGHT_OBSERVER[observer]
+        if scheme.input_activations is not None and not scheme.input_activations.dynamic:
+            scheme.input_activations.observer = STATIC_OBSERVER[observer]
+    return scheme
+
+
+def _scheme(name: str, group_size: int | None, targets: list[str]):
     from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme, preset_name_to_scheme
 
     scheme = SCHEMES[name]
@@ -56,7 +76,23 @@ def compressed_tensors_scheme(name: str, group_size: int | None, targets: list[s
         return preset_name_to_scheme(scheme.preset, targets)
     weights = QuantizationArgs(num_bits=scheme.weight_bits, type="int", symmetric=True, dynamic=False,
                                strategy="group" if group_size else "channel", group_size=group_size)
-    return QuantizationScheme(targets=targets, weights=weights)
+    activations = None
+    if name == "w8a8-int8-static":  # no preset: W8A8's weights with one calibrated scale per activation tensor
+        activations = QuantizationArgs(num_bits=8, type="int", symmetric=True, dynamic=False, strategy="tensor",
+                                       observer=STATIC_OBSERVER["minmax"])
+    return QuantizationScheme(targets=targets, weights=weights, input_activations=activations)
+
+
+KV_CACHE = {"fp8": "float", "int8": "int"}
+
+
+def kv_cache_args(kind: str, observer: str = "minmax"):
+    """compressed-tensors' `kv_cache_scheme`: 8-bit keys and values, one calibrated symmetric scale per tensor
+    (k_scale / v_scale per attention layer), the form vLLM reads from a checkpoint."""
+    from compressed_tensors.quantization import QuantizationArgs
+
+    return QuantizationArgs(num_bits=8, type=KV_CACHE[kind], symmetric=True, dynamic=False, strategy="tensor",
+                            observer=STATIC_OBSERVER[observer])
 
 
 def layer_input_widths(config) -> dict[str, int]:

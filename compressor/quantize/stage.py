@@ -44,6 +44,12 @@ class QuantizeParams(StageParams):
                               description="Linear layers left unquantized (names or re:patterns); lm_head always")
     dtype: Literal["bfloat16", "float16"] | None = Field(
         None, description="storage of the unquantized tensors and scales (default bfloat16; llm-int8: float16)")
+    observer: Literal["minmax", "mse"] = Field(
+        "minmax", description="how scales are chosen: minmax (the observed range) or mse (the clipping range with "
+                              "the least squared error); weights, static activations and the KV cache")
+    kv_cache: Literal["fp8", "int8"] | None = Field(
+        None, description="quantize the KV cache: calibrated per-tensor k/v scales written as the checkpoint's "
+                          "kv_cache_scheme (vLLM reads fp8 only; int8 is refused by it)")
     calibration: QuantCalibration = Field(default_factory=QuantCalibration)
 
     # field validators run in declaration order and see the fields before them (info.data), so each error
@@ -90,9 +96,18 @@ class QuantizeParams(StageParams):
             raise ValueError("backend bitsandbytes takes module names, not re: patterns")
         return ignore if "lm_head" in ignore else ["lm_head", *ignore]
 
+    @field_validator("observer", "kv_cache")
+    @classmethod
+    def _llmcompressor_only(cls, value, info):
+        if value not in (None, "minmax") and info.data.get("backend") == "bitsandbytes":
+            raise ValueError(f"{info.field_name} {value} needs backend llmcompressor (bitsandbytes has no observers "
+                             "or KV-cache schemes)")
+        return value
+
     @property
     def needs_calibration(self) -> bool:
-        return SCHEMES[self.scheme].calibrated or self.method == "gptq" or self.smoothquant is not None
+        return (SCHEMES[self.scheme].calibrated or self.method == "gptq" or self.smoothquant is not None
+                or self.kv_cache is not None)
 
     @property
     def storage_dtype(self) -> str:

@@ -37,8 +37,11 @@ def require_vllm() -> Path:
 def run_vllm(request: dict, timeout_s: float = 1800) -> dict:
     """Run one worker request (load the model once, bench and/or generate); returns its result dict."""
     python = require_vllm()
+    # VLLM_ALLOW_INSECURE_SERIALIZATION: the worker sends one function of its own to the engine's workers (pickled
+    # between our own processes) to read the KV-cache dtype they chose (vllm_worker.engine_facts)
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"),
-           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "VLLM_NO_USAGE_STATS": "1"}
+           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "VLLM_NO_USAGE_STATS": "1",
+           "VLLM_ALLOW_INSECURE_SERIALIZATION": "1"}
     env.pop("PYTHONPATH", None)
     with tempfile.TemporaryDirectory(prefix="compressor-vllm-") as tmp:
         request_path, result_path, log_path = (Path(tmp) / n for n in ("request.json", "result.json", "log.txt"))

@@ -140,12 +140,30 @@ def lm_eval_tasks(lm, spec: dict) -> tuple[dict, dict, dict]:
     return per_task, timer.raw, samples
 
 
+def worker_kv_cache(worker) -> dict:
+    """Runs in each engine worker: the KV-cache dtype its layers settled on (an fp8 kv_cache_scheme switches the
+    worker's own cache_config from auto to fp8 as the attention layers are built) and its cache tensors' dtypes."""
+    worker = getattr(worker, "worker", worker)
+    runner = worker.model_runner
+    caches = [c for c in (getattr(runner, "kv_caches", None) or []) if c is not None]
+    return {"cache_dtype": str(runner.cache_config.cache_dtype),
+            "tensor_dtypes": sorted({str(c.dtype).removeprefix("torch.") for c in caches})}
+
+
 def engine_facts(llm) -> dict:
-    """What the engine chose (not what the checkpoint asked for): cache dtype, block size, KV-cache blocks."""
+    """What the engine chose (not what the checkpoint asked for): cache dtype, block size, KV-cache blocks.
+
+    The front end's config still says `auto` when a worker switched to an fp8 cache, so the dtype is asked of
+    the workers (collective_rpc; VLLM_ALLOW_INSECURE_SERIALIZATION lets it carry this function)."""
     config = llm.llm_engine.vllm_config
     cache = config.cache_config
     facts = {"max_model_len": config.model_config.max_model_len, "cache_dtype": str(cache.cache_dtype),
-             "block_size": cache.block_size}
+             "cache_dtype_from": "front-end config", "block_size": cache.block_size}
+    try:
+        workers = llm.collective_rpc(worker_kv_cache, timeout=120)
+        facts.update(cache_dtype=workers[0]["cache_dtype"], cache_dtype_from="engine workers", workers=workers)
+    except Exception as error:  # another vLLM version: say where the figure came from
+        facts["workers_error"] = f"{type(error).__name__}: {error}"[:300]
     blocks = getattr(cache, "num_gpu_blocks", None)
     if blocks:
         facts.update(kv_cache_blocks=blocks, kv_cache_tokens=blocks * cache.block_size)
