@@ -41,7 +41,8 @@ ANSWER_TOKENS = 32
 
 
 def smallest_context(source: Path, suite: Path | None) -> int:
-    """The suite's longest generative prompt (chat template, as lm-eval renders it) plus ANSWER_TOKENS."""
+    """The suite's longest generative prompt (chat template, as lm-eval renders it) plus ANSWER_TOKENS (every
+    item of the suite, not only those a capped run measures: the recipe's eval suite is checked whole)."""
     from transformers import AutoTokenizer
 
     from compressor.evaluate.prompt_lengths import generative_prompt_lengths
@@ -87,7 +88,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     source = materialize_builtin("smollm2-135m")
     suite = suite_with_long_items(args.work, args.long_items) if args.long_items else None
-    context = smallest_context(source, suite)
+    context = smallest_context(source, None)  # the whole suite's longest prompt, as the recipe's eval suite checks
     variants = args.variants.split(",")
     folders = {name: build(name, args.work / name, context) for name in variants}
     spec = spec_for("vllm", args.limit, suite)

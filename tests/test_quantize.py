@@ -201,7 +201,7 @@ def test_group_size_rule_on_smollm2_widths():
      r"\.method: backend bitsandbytes quantizes round-to-nearest only"),
     ({"scheme": "nf4", "backend": "bitsandbytes", "ignore": ["re:.*mlp.*"]}, r"\.ignore: backend bitsandbytes takes module"),
     ({"scheme": "w8a8-int8", "smoothquant": 1.5}, r"\.smoothquant: Input should be less than 1"),
-    ({"scheme": "int3"}, r"\.scheme: Input should be 'w8a8-int8', 'fp8-dynamic'"),
+    ({"scheme": "int3"}, r"\.scheme: Input should be 'w8a8-int8', 'w8a8-int8-static', 'fp8-dynamic'"),
     ({"scheme": "fp8", "calibration": {"split": "eval", "suite": "quick"}},
      r"\.calibration: give either `split` / `corpus` \(a local corpus\) or `suite`"),
 ])
