@@ -26,8 +26,9 @@ def machine_id(device: str) -> dict:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else None
+    # threads: a source timed with 2 threads must not be the baseline of a sweep trial timed with 1
     return {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine(), "device": device, "gpu": gpu,
-            "torch": torch.__version__}
+            "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
 def cache_key(source_hash: str, suite_hash: str, runtime: str, settings: dict, device: str) -> str:
@@ -49,6 +50,6 @@ def load_baseline(key: str) -> dict | None:
 def save_baseline(key: str, measurement: dict) -> None:
     path = _path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # concurrent sweep trials may save the same key
     tmp.write_text(json.dumps(measurement, indent=2))
     tmp.replace(path)

@@ -84,6 +84,27 @@ def _save_samples(measurement: dict, samples_dir: Path | None, who: str) -> list
     return [str(write_samples(samples_dir, who, task, rows)) for task, rows in samples.items()]
 
 
+def baseline_measurement(baseline_dir: Path, spec: EvalSpec, device, progress=lambda message: None,
+                         fresh: bool = False, samples_dir: Path | None = None) -> tuple[dict, str, bool]:
+    """The source's measurement under `spec`: from the baseline cache, or measured now and cached.
+    Returns (measurement, cache key, whether it came from the cache)."""
+    suite = load_suite(spec.suite)
+    press = spec.kv_press if spec.press_run() else None
+    logging = samples_dir is not None
+    key = baseline_cache.cache_key(content_hash(baseline_dir, progress), suite_fingerprint(suite), spec.runtime,
+                                   _settings(spec), str(device))
+    cached = None if fresh or logging else baseline_cache.load_baseline(key)
+    if cached is not None:
+        progress("baseline taken from the cache (--fresh-baseline recomputes)")
+        return cached, key, True
+    progress("evaluating the source model (baseline)")
+    # a press run's baseline: the source without a press, through the same press loop
+    measured = measure(baseline_dir, suite, spec, device, progress, KVPressSpec() if press else None,
+                       log_samples=logging)
+    baseline_cache.save_baseline(key, measured)
+    return measured, key, False
+
+
 def judge(model_dir: Path, baseline_dir: Path | None, spec: EvalSpec, device, progress=lambda message: None,
           fresh_baseline: bool = False, samples_dir: Path | None = None) -> dict:
     """Measure `model_dir` (and `baseline_dir`, or its cached measurement) and score it.
@@ -105,20 +126,11 @@ def judge(model_dir: Path, baseline_dir: Path | None, spec: EvalSpec, device, pr
     result["model"] = measure(model_dir, suite, spec, device, progress, press, log_samples=logging)
     logged = _save_samples(result["model"], samples_dir, "model")
     if baseline_dir is not None:
-        key = baseline_cache.cache_key(content_hash(baseline_dir, progress), suite_fingerprint(suite), spec.runtime,
-                                       settings, str(device))
-        cached = None if fresh_baseline or logging else baseline_cache.load_baseline(key)
-        if cached is None:
-            progress("evaluating the source model (baseline)")
-            # a press run's baseline: the source without a press, through the same press loop
-            cached = measure(baseline_dir, suite, spec, device, progress, KVPressSpec() if press else None,
-                             log_samples=logging)
+        cached, key, from_cache = baseline_measurement(baseline_dir, spec, device, progress, fresh_baseline,
+                                                       samples_dir)
+        if not from_cache:
             logged += _save_samples(cached, samples_dir, "baseline")
-            baseline_cache.save_baseline(key, cached)
-            result["baseline_from_cache"] = False
-        else:
-            progress("baseline taken from the cache (--fresh-baseline recomputes)")
-            result["baseline_from_cache"] = True
+        result["baseline_from_cache"] = from_cache
         result["baseline"] = cached
         result["baseline_key"] = key
         result.update(score(result["model"]["perf"], cached["perf"], result["model"]["tpt_ms"], cached["tpt_ms"]))
