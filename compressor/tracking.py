@@ -107,3 +107,38 @@ def log_report(report: dict, folder: Path, uri: str | None = None, experiment: s
     except mlflow.exceptions.MlflowException as error:
         raise UserError(f"MLflow ({uri}): {str(error).splitlines()[0]}") from None
     return {"uri": uri, "experiment": experiment, "run_id": run.info.run_id}
+
+
+def log_sweep(document: dict, reports: list[tuple[dict, Path]], uri: str | None = None,
+              experiment: str = EXPERIMENT) -> dict:
+    """One parent run for the sweep (its settings, the best trial's metrics, sweep.md / pareto.png) and a child
+    run per evaluated trial (as `log_report` logs an output); returns {uri, experiment, run_id, children}."""
+    mlflow = require_mlflow()
+    uri = tracking_uri(uri)
+    if uri.startswith("file:"):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlflow.set_tracking_uri(uri)
+    best = next((t for t in document["trials"] if t["id"] == document.get("best")), None)
+    try:
+        mlflow.set_experiment(experiment)
+        with mlflow.start_run(run_name=f"sweep {document['name']}") as parent:
+            mlflow.log_params({k: str(document.get(k))[:6000] for k in ("base", "search", "executor", "objective",
+                                                                          "constraints", "space", "set")})
+            mlflow.log_metrics({"trials": len(document["trials"]), "seconds": document["seconds"],
+                                **{f"best.{k}": float(v) for k, v in ((best or {}).get("metrics") or {}).items()
+                                   if isinstance(v, (int, float))}})
+            mlflow.set_tags({"compressor": "sweep", "best": document.get("best") or ""})
+            for name in ("sweep.json", "sweep.md", "pareto.png", "best.yaml"):
+                path = Path(document["folder"]) / name
+                if path.is_file():
+                    mlflow.log_artifact(str(path))
+            children = []
+            for report, folder in reports:
+                with mlflow.start_run(run_name=Path(folder).name, nested=True) as child:
+                    mlflow.log_params(run_params(report))
+                    mlflow.log_metrics(run_metrics(report))
+                    mlflow.set_tags({"output": str(folder), "compressor": "sweep-trial"})
+                    children.append(child.info.run_id)
+    except mlflow.exceptions.MlflowException as error:
+        raise UserError(f"MLflow ({uri}): {str(error).splitlines()[0]}") from None
+    return {"uri": uri, "experiment": experiment, "run_id": parent.info.run_id, "children": children}

@@ -16,6 +16,7 @@ from compressor.cli.package import package
 from compressor.cli.prompt import prompt_group
 from compressor.cli.recipes import recipes
 from compressor.cli.report import report_command
+from compressor.cli.sweep import sweep
 from compressor.core.errors import UserError
 
 
@@ -33,7 +34,8 @@ def cli():
     """
 
 
-for command in (apply, evaluate, package, bench, report_command, recipes, check, importance, export, prompt_group):
+for command in (apply, evaluate, package, bench, report_command, recipes, check, importance, export, prompt_group,
+                sweep):
     cli.add_command(command)
 
 
