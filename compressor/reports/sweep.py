@@ -145,7 +145,8 @@ def plot_pareto(document: dict, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     if rows:
         ax.scatter([r["tpt_ms"] for r in rows], [r["perf"] for r in rows], s=28,
-                   c=["#3b7dd8" if r["feasible"] is not False else "#bbbbbb" for r in rows], label="trials", zorder=3)
+                   c=["#3b7dd8" if r["feasible"] is not False else "#bbbbbb" for r in rows],
+                   label="trials (grey: infeasible)", zorder=3)
     front = sorted((r for r in rows if r["pareto"]), key=lambda r: r["tpt_ms"])
     if front:
         ax.step([r["tpt_ms"] for r in front], [r["perf"] for r in front], where="post", color="#cc3333",
@@ -158,16 +159,19 @@ def plot_pareto(document: dict, path: Path) -> Path:
     if baseline and baseline.get("tpt_ms") and baseline.get("perf"):
         tb, pb = baseline["tpt_ms"], baseline["perf"]
         ax.scatter([tb], [pb], marker="*", s=160, color="#999999", label="source", zorder=4)
-        xs = [r["tpt_ms"] for r in rows] + [tb]
+        xs, perfs = [r["tpt_ms"] for r in rows] + [tb], [r["perf"] for r in rows] + [pb]
         low, high = min(xs) * 0.9, max(xs) * 1.05
+        bottom, top = (min(perfs) * 0.8 if min(perfs) > 0 else 0), (max(perfs) * 1.15 or 1.0)
         grid = [low + (high - low) * i / 50 for i in range(51)]
         for target in (0.4, 0.5, 0.6, 0.7):  # Score = 0.5 P/Pb + 0.5 (1 - t/tb)  ->  P = Pb (2S - 1 + t/tb)
-            ax.plot(grid, [pb * (2 * target - 1 + t / tb) for t in grid], linestyle=":", linewidth=0.8,
-                    color="#888888")
-            ax.annotate(f"Score {target}", (grid[-1], pb * (2 * target - 1 + grid[-1] / tb)), fontsize=7,
-                        color="#666666")
-        perfs = [r["perf"] for r in rows] + [pb]
-        ax.set_ylim(min(perfs) * 0.8 if min(perfs) > 0 else 0, max(perfs) * 1.15 or 1.0)
+            line = [(t, pb * (2 * target - 1 + t / tb)) for t in grid]
+            ax.plot(*zip(*line), linestyle=":", linewidth=0.8, color="#888888")
+            inside = [(t, y) for t, y in line if bottom <= y <= top]
+            if inside:  # labelled where the line leaves the plot
+                ax.annotate(f"Score {target}", inside[-1], xytext=(-3, -3), textcoords="offset points", fontsize=7,
+                            color="#666666", ha="right", va="top")
+        ax.set_xlim(low, high)
+        ax.set_ylim(bottom, top)
     if not rows:
         ax.text(0.5, 0.5, "no finished trial", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("time per output token, ms (lower is better)")
