@@ -38,10 +38,11 @@ def ray_session(address: str | None, log_file: Path):
         logging.getLogger(name).setLevel(logging.WARNING)
     options = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     try:
-        if address:
-            ray.init(address=address, **options)
-        else:
-            ray.init(num_cpus=os.cpu_count(), **options)
+        with open(log_file, "a") as log, contextlib.redirect_stderr(log):  # Ray's start-up notices go to the log
+            if address:
+                ray.init(address=address, **options)
+            else:
+                ray.init(num_cpus=os.cpu_count(), **options)
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise UserError(f"--address {address}: Ray did not start or connect: {str(error).splitlines()[0]}") from None
     try:
