@@ -176,8 +176,11 @@ def test_ctrl_c_stops_a_sweep_cleanly_and_a_rerun_resumes(tmp_path, tiny_llama_d
     recipe = _recipe(tmp_path, tiny_llama_dir)
     args = [sys.executable, "-m", "compressor.cli", "sweep", str(recipe), "--grid", "stages[0].count=1,2",
             "--out", "s"]
+    # SIGINT back to its default first: a runner that starts the tests in the background (`cmd &` in a script)
+    # leaves it ignored, and an ignored SIGINT is inherited, so Ctrl-C would never reach the sweep
     sweep = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                             start_new_session=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     logs = tmp_path / "s" / "logs"
     deadline = time.time() + 300
     while time.time() < deadline and len(list(logs.glob("*.log"))) < 2:  # the baseline's, then a trial's
