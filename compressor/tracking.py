@@ -6,6 +6,7 @@ MLFLOW_ALLOW_FILE_STORE is set; a local folder is what this tool promises, so it
 URIs only. `pip install -e .[mlflow]` installs mlflow-skinny; `mlflow ui` needs the full `mlflow`.
 """
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -88,8 +89,10 @@ def require_mlflow():
     return mlflow
 
 
-def log_report(report: dict, folder: Path, uri: str | None = None, experiment: str = EXPERIMENT) -> dict:
-    """Log one MLflow run for `report` (files in `folder` as artifacts); returns {uri, experiment, run_id}."""
+@contextlib.contextmanager
+def _experiment(uri: str | None, experiment: str):
+    """MLflow pointed at `uri` and `experiment`; yields (mlflow, the resolved uri). MLflow's errors become one
+    line naming the store."""
     mlflow = require_mlflow()
     uri = tracking_uri(uri)
     if uri.startswith("file:"):
@@ -97,6 +100,14 @@ def log_report(report: dict, folder: Path, uri: str | None = None, experiment: s
     mlflow.set_tracking_uri(uri)
     try:
         mlflow.set_experiment(experiment)
+        yield mlflow, uri
+    except mlflow.exceptions.MlflowException as error:
+        raise UserError(f"MLflow ({uri}): {str(error).splitlines()[0]}") from None
+
+
+def log_report(report: dict, folder: Path, uri: str | None = None, experiment: str = EXPERIMENT) -> dict:
+    """Log one MLflow run for `report` (files in `folder` as artifacts); returns {uri, experiment, run_id}."""
+    with _experiment(uri, experiment) as (mlflow, uri):
         with mlflow.start_run(run_name=report.get("recipe")) as run:
             mlflow.log_params(run_params(report))
             mlflow.log_metrics(run_metrics(report))
@@ -104,8 +115,6 @@ def log_report(report: dict, folder: Path, uri: str | None = None, experiment: s
             for name in REPORT_FILES:
                 if (Path(folder) / name).is_file():
                     mlflow.log_artifact(str(Path(folder) / name))
-    except mlflow.exceptions.MlflowException as error:
-        raise UserError(f"MLflow ({uri}): {str(error).splitlines()[0]}") from None
     return {"uri": uri, "experiment": experiment, "run_id": run.info.run_id}
 
 
@@ -113,14 +122,8 @@ def log_sweep(document: dict, reports: list[tuple[dict, Path]], uri: str | None 
               experiment: str = EXPERIMENT) -> dict:
     """One parent run for the sweep (its settings, the best trial's metrics, sweep.md / pareto.png) and a child
     run per evaluated trial (as `log_report` logs an output); returns {uri, experiment, run_id, children}."""
-    mlflow = require_mlflow()
-    uri = tracking_uri(uri)
-    if uri.startswith("file:"):
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    mlflow.set_tracking_uri(uri)
     best = next((t for t in document["trials"] if t["id"] == document.get("best")), None)
-    try:
-        mlflow.set_experiment(experiment)
+    with _experiment(uri, experiment) as (mlflow, uri):
         with mlflow.start_run(run_name=f"sweep {document['name']}") as parent:
             mlflow.log_params({k: str(document.get(k))[:6000] for k in ("base", "search", "executor", "objective",
                                                                           "constraints", "space", "set")})
@@ -139,6 +142,4 @@ def log_sweep(document: dict, reports: list[tuple[dict, Path]], uri: str | None 
                     mlflow.log_metrics(run_metrics(report))
                     mlflow.set_tags({"output": str(folder), "compressor": "sweep-trial"})
                     children.append(child.info.run_id)
-    except mlflow.exceptions.MlflowException as error:
-        raise UserError(f"MLflow ({uri}): {str(error).splitlines()[0]}") from None
     return {"uri": uri, "experiment": experiment, "run_id": parent.info.run_id, "children": children}
