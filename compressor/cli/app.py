@@ -16,7 +16,7 @@ from compressor.cli.package import package
 from compressor.cli.prompt import prompt_group
 from compressor.cli.recipes import recipes
 from compressor.cli.report import report_command
-from compressor.cli.sweep import sweep
+from compressor.cli.sweep import sweep, sweep_baseline
 from compressor.core.errors import UserError
 
 
@@ -35,7 +35,7 @@ def cli():
 
 
 for command in (apply, evaluate, package, bench, report_command, recipes, check, importance, export, prompt_group,
-                sweep):
+                sweep, sweep_baseline):
     cli.add_command(command)
 
 

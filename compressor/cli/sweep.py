@@ -78,11 +78,7 @@ def _sweep_spec(sweep_or_recipe: str, grid: tuple, overrides: tuple):
         if not path.is_file():
             raise UserError(f"{sweep_or_recipe}: no such sweep file (give a sweep file, or a recipe with "
                             "--grid PATH=V1,V2,...)")
-        spec, base, source = load_sweep(path)
-        if overrides:
-            spec = spec.model_copy(update={"set_": [*spec.set_, *overrides]})
-            check_space(spec, base, source)
-        return spec, base, source
+        return load_sweep(path, overrides)
     base, source = base_recipe_data(sweep_or_recipe, None)
     space = dict(grid_option(text) for text in grid)
     name = f"{Path(sweep_or_recipe).stem}-sweep"
@@ -101,3 +97,12 @@ def _log_mlflow(document: dict, root: Path, uri: str | None, progress) -> None:
     logged = log_sweep({**document, "folder": str(root)}, reports, uri)
     document["mlflow"] = logged
     progress(f"MLflow: sweep run {logged['run_id']} with {len(logged['children'])} trial runs in {logged['uri']}")
+
+
+@click.command(name="sweep-baseline", hidden=True)
+@click.argument("recipe_file", type=click.Path(exists=True, dir_okay=False))
+def sweep_baseline(recipe_file):
+    """(Run by `compressor sweep`.) Measure RECIPE_FILE's source into the baseline cache."""
+    from compressor.sweep.baseline import measure_baseline
+
+    measure_baseline(recipe_file)

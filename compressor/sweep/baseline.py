@@ -1,10 +1,6 @@
-"""`python -m compressor.sweep.baseline RECIPE.yaml`: measure the recipe's source under its eval settings into
-the baseline cache, once, before a sweep's trials run (they then read it from the cache instead of each
-measuring it, concurrently, again)."""
-
-import sys
-
-from compressor.core.errors import UserError
+"""Measure a recipe's source under its eval settings into the baseline cache, once, before a sweep's trials run
+(they then read it from the cache instead of each measuring it, concurrently, again). The sweep runs it as
+`compressor sweep-baseline RECIPE.yaml`, a process of its own with the CLI's error handling."""
 
 
 def measure_baseline(recipe_file: str) -> None:
@@ -25,12 +21,3 @@ def measure_baseline(recipe_file: str) -> None:
                                           lambda message: print(message, flush=True))
     print(f"baseline {key} {'from the cache' if cached else 'measured'}", flush=True)
 
-
-if __name__ == "__main__":
-    try:
-        measure_baseline(sys.argv[1])
-    except UserError as error:
-        print("error: " + " ".join(str(error).split()), flush=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)

@@ -4,12 +4,12 @@ import itertools
 import math
 import random
 
-from compressor.sweep.spec import Choices, Range, SweepSpec
+from compressor.sweep.spec import Range, SweepSpec, candidate_values
 
 
 def grid_trials(spec: SweepSpec) -> list[dict]:
     paths = list(spec.space)
-    lists = [_listed(spec.space[path]) for path in paths]
+    lists = [candidate_values(spec.space[path]) for path in paths]
     return [dict(zip(paths, combination)) for combination in itertools.product(*lists)]
 
 
@@ -45,7 +45,7 @@ def optuna_distributions(spec: SweepSpec) -> dict:
             kind = IntDistribution if values.int_ else FloatDistribution
             distributions[path] = kind(*values.ends(), log=values.log)
         else:
-            distributions[path] = CategoricalDistribution([_hashable(v) for v in _listed(values)])
+            distributions[path] = CategoricalDistribution([_hashable(v) for v in candidate_values(values)])
     return distributions
 
 
@@ -58,13 +58,9 @@ def _hashable(value):
     return tuple(_hashable(v) for v in value) if isinstance(value, list) else value
 
 
-def _listed(values) -> list:
-    return values.choices if isinstance(values, Choices) else values
-
-
 def _draw(values, rng: random.Random):
     if not isinstance(values, Range):
-        return rng.choice(_listed(values))
+        return rng.choice(candidate_values(values))
     low, high = values.ends()
     if values.log:
         drawn = math.exp(rng.uniform(math.log(low), math.log(high)))

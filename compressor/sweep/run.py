@@ -82,7 +82,7 @@ def _measure_baseline(root: Path, base: dict, spec: SweepSpec, model: str | None
         return
     progress("the source model's baseline (once for the sweep)")
     log_file = root / "logs" / "baseline.log"
-    command = [sys.executable, "-m", "compressor.sweep.baseline", str(recipe_file)]
+    command = [sys.executable, "-m", "compressor.cli", "sweep-baseline", str(recipe_file)]
     try:
         code = run_child(command, log_file, threads)
     except KeyboardInterrupt:
@@ -119,8 +119,6 @@ def sweep_document(root: Path, spec: SweepSpec, base_source: str, executor: str,
                    seconds: float) -> dict:
     root = Path(root)
     trials = [trial_entry(root, trial_id, spec) for trial_id in dict.fromkeys(ids)]
-    for trial in trials:  # run_trial's record names the params; a resumed trial keeps the plan's
-        trial["params"] = trial["params"] or {}
     done = [t for t in trials if t["status"] == "done"]
     best = best_trial(trials, spec.objective.model_dump())
     baseline = next((trial_baseline(trial_folder(root, t["id"])) for t in done), None)

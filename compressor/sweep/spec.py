@@ -134,7 +134,7 @@ class SweepSpec(Strict):
 
 
 def grid_size(space: dict) -> int:
-    return math.prod(len(values.choices if isinstance(values, Choices) else values) for values in space.values())
+    return math.prod(len(candidate_values(values)) for values in space.values())
 
 
 def parse_constraint(text: str) -> Constraint:
@@ -151,7 +151,7 @@ def assignment(path: str, value) -> str:
 
 
 def candidate_values(values) -> list:
-    """The values to validate a parameter with: every listed value, a range's two ends."""
+    """A parameter's values: every listed value (a list or choices), a range's two ends (to validate with)."""
     if isinstance(values, Range):
         return values.ends()
     return values.choices if isinstance(values, Choices) else values
@@ -189,14 +189,17 @@ def check_space(spec: SweepSpec, base: dict, source: str) -> None:
                 raise UserError(f"space.{path} = {json.dumps(value)}: {str(error).removeprefix(': ')}") from None
 
 
-def load_sweep(path: Path | str) -> tuple[SweepSpec, dict, str]:
-    """The sweep file validated, with its base recipe's document and that recipe's path or name."""
+def load_sweep(path: Path | str, extra_set: tuple[str, ...] = ()) -> tuple[SweepSpec, dict, str]:
+    """The sweep file validated (with `extra_set` overrides after its own `set`), with its base recipe's
+    document and that recipe's path or name."""
     path = Path(path)
     data = read_yaml_file(path, "sweep file")
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     data.setdefault("name", path.stem if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", path.stem) else "sweep")
     spec = parse_sweep(data, str(path))
+    if extra_set:
+        spec = spec.model_copy(update={"set_": [*spec.set_, *extra_set]})
     base, base_source = base_recipe_data(spec.base, path.parent)
     try:
         check_space(spec, base, base_source)
