@@ -26,15 +26,19 @@ def pareto_front(points) -> list[str]:
     return [pid for pid, t, p in sorted(kept, key=lambda point: (point[1], -point[2], point[0])) if not dominated(t, p)]
 
 
+def ranked(trials: list[dict], objective: dict) -> list[dict]:
+    """Finished trials with the objective's metric, feasible ones first, then by the objective; ties go to the
+    lower time per token, then the id."""
+    metric, sign = objective["metric"], (-1 if objective["direction"] == "maximize" else 1)
+    done = [t for t in trials if t["status"] == "done" and _number(t["metrics"].get(metric)) is not None]
+    return sorted(done, key=lambda t: (t.get("feasible") is False, sign * t["metrics"][metric],
+                                       _number(t["metrics"].get("tpt_ms")) or math.inf, t["id"]))
+
+
 def best_trial(trials: list[dict], objective: dict) -> dict | None:
     """The finished, feasible trial with the best objective; ties go to the lower time per token, then the id."""
-    metric, sign = objective["metric"], (-1 if objective["direction"] == "maximize" else 1)
-    ranked = [t for t in trials if t["status"] == "done" and t.get("feasible") is not False
-              and _number(t["metrics"].get(metric)) is not None]
-    if not ranked:
-        return None
-    return min(ranked, key=lambda t: (sign * t["metrics"][metric], _number(t["metrics"].get("tpt_ms")) or math.inf,
-                                      t["id"]))
+    first = next(iter(ranked(trials, objective)), None)
+    return first if first is not None and first.get("feasible") is not False else None
 
 
 def _params(params: dict) -> str:
@@ -59,12 +63,7 @@ def _fmt(value, digits=3) -> str:
 
 def ordered_trials(document: dict) -> list[dict]:
     """Finished trials best first by the objective, then the rest in plan order."""
-    objective = document["objective"]
-    sign = -1 if objective["direction"] == "maximize" else 1
-    done = [t for t in document["trials"] if t["status"] == "done"
-            and _number(t["metrics"].get(objective["metric"])) is not None]
-    done.sort(key=lambda t: (t.get("feasible") is False, sign * t["metrics"][objective["metric"]],
-                             _number(t["metrics"].get("tpt_ms")) or math.inf, t["id"]))
+    done = ranked(document["trials"], document["objective"])
     return done + [t for t in document["trials"] if t not in done]
 
 
