@@ -3,6 +3,18 @@ import pytest
 from compressor.models.tiny import save_tiny
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` skip with the reason where CUDA is not available."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        for item in gpu:
+            item.add_marker(pytest.mark.skip(reason="needs CUDA"))
+
+
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory):
     return save_tiny("llama", tmp_path_factory.mktemp("tiny-llama"))

@@ -277,7 +277,7 @@ def test_check_reference_precision(runtime, quantized, expected, tmp_path, monke
                                                    if quantized else {}))
     seen = {}
 
-    def fake_reference(path, prompts, max_tokens, dtype="float32"):
+    def fake_reference(path, prompts, max_tokens, dtype="float32", device=None):
         seen["dtype"] = dtype
         raise UserError("stop here")
 

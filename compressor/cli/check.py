@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from compressor.cli.evaluate import given_engine, vllm_engine_options
 from compressor.cli.output import emit, progress_printer, stderr_console
 from compressor.core.errors import UserError
 
@@ -11,7 +12,8 @@ from compressor.core.errors import UserError
 @click.command()
 @click.argument("output_dir", type=click.Path(path_type=Path))
 @click.option("--runtime", type=click.Choice(["transformers", "vllm", "onnxruntime"]), required=True,
-              help="transformers: stock from_pretrained in a fresh process; vllm: the CPU build in .venv-vllm; "
+              help="transformers: stock from_pretrained in a fresh process; vllm: .venv-vllm (or "
+                   "$COMPRESSOR_VLLM_PYTHON: the CPU build or a CUDA `vllm`, detected); "
                    "onnxruntime: the ONNX export (DIR/onnx/model.onnx) in plain onnxruntime.")
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Pass when the mean share of greedy tokens before the first divergence reaches this.")
@@ -20,8 +22,11 @@ from compressor.core.errors import UserError
                                            "the default (compiled) is how vLLM serves.")
 @click.option("--onnx", "onnx_path", type=click.Path(path_type=Path), default=None,
               help="onnxruntime: the .onnx file or folder to check (default: DIR/onnx/model.onnx).")
+@click.option("--device", default="auto", show_default=True,
+              help="Where the torch reference runs: auto (CUDA when available), cpu, cuda, cuda:N.")
+@vllm_engine_options(data_parallel=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def check(output_dir, runtime, min_agreement, max_tokens, eager, onnx_path, as_json):
+def check(output_dir, runtime, min_agreement, max_tokens, eager, onnx_path, device, as_json, **engine):
     """Deployment gate: load OUTPUT_DIR/model in RUNTIME and compare its greedy output with this tool's own.
 
     Fails (exit 2) when the runtime cannot load the folder, tokenizes the prompts differently,
@@ -32,21 +37,25 @@ def check(output_dir, runtime, min_agreement, max_tokens, eager, onnx_path, as_j
       compressor check out/fp16 --runtime transformers
       compressor check out/drop-layers --runtime vllm --min-agreement 0.5 --json
       compressor check out/fp16 --runtime onnxruntime --onnx out/fp16/onnx/model_int8.onnx
+      compressor check out/fp16 --runtime vllm --device cuda --gpu-memory-utilization 0.5   # a CUDA vllm
     """
     from compressor.export.check import check_output, require_pass
 
     if onnx_path and runtime != "onnxruntime":
         raise UserError("--onnx applies to --runtime onnxruntime only")
+    engine = given_engine(engine, runtime)
     result = check_output(output_dir, runtime, max_tokens=max_tokens, min_agreement=min_agreement,
-                          progress=progress_printer(not as_json), eager=eager, onnx=onnx_path)
+                          progress=progress_printer(not as_json), eager=eager, onnx=onnx_path, device=device,
+                          engine=engine or None)
 
     def render(res):
         from rich.table import Table
 
         info = res["runtime_info"]
         versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
-        table = Table(title=f"{res.get('artifact', res['model'])} in {res['runtime']} ({info['dtype']}; {versions}) "
-                            f"vs {res['reference']['dtype']} reference")
+        build = f" {info['build']['device_type']} build" if info.get("build") else ""  # vllm: cpu, cuda, ...
+        table = Table(title=f"{res.get('artifact', res['model'])} in {res['runtime']}{build} ({info['dtype']}; "
+                            f"{versions}) vs {res['reference']['dtype']} reference on {res['reference']['device']}")
         diff_key = next((k for k in ("logits_max_abs_diff", "logprobs_max_abs_diff") if k in res["summary"]), None)
         for column in ("prompt", "agreement", "prefix match", diff_key.split("_max")[0] + " diff" if diff_key else "diff"):
             table.add_column(column, justify="left" if column == "prompt" else "right")

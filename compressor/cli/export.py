@@ -30,9 +30,12 @@ def export():
                    "exists; --scorer requires it).")
 @click.option("--scorer-only", is_flag=True, help="Write only scorer.onnx (+ its spec and tokenizer), no model.onnx.")
 @click.option("--force", is_flag=True, help="Overwrite an existing ONNX folder.")
+@click.option("--device", default="auto", show_default=True,
+              help="Where the fp32 torch reference of the parity check runs: auto (CUDA when available), cpu, "
+                   "cuda, cuda:N. The export itself runs on the CPU.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def export_onnx_command(output_dir, out_dir, int8, int8_method, atol, min_agreement, scorer, scorer_only, force,
-                        as_json):
+                        device, as_json):
     """Export OUTPUT_DIR/model to ONNX with KV cache (optimum-onnx), checked against torch fp32.
 
     Writes OUTPUT_DIR/onnx/ (model.onnx, config, tokenizer, compressor.json) only when the fp32 export
@@ -53,12 +56,13 @@ def export_onnx_command(output_dir, out_dir, int8, int8_method, atol, min_agreem
         raise UserError("--int8-method applies with --int8 only")
     result = export_onnx(output_dir, out=out_dir, int8=int8, int8_method=int8_method, force=force, atol=atol,
                          min_agreement=min_agreement, scorer=scorer, scorer_only=scorer_only,
-                         progress=progress_printer(not as_json))
+                         progress=progress_printer(not as_json), device=device)
 
     def render(res):
         from rich.table import Table
 
-        table = Table(title=f"{res['onnx_dir']} vs torch fp32 ({len(res['parity']['prompts'])} prompts, "
+        table = Table(title=f"{res['onnx_dir']} vs {res['parity']['reference'].removesuffix(' (transformers)')} "
+                            f"({len(res['parity']['prompts'])} prompts, "
                             f"{res['parity']['max_tokens']} greedy tokens)")
         for column in ("artifact", "MB", "logits max diff", "agreement", "prefix agreement", "decode tok/s"):
             table.add_column(column, justify="left" if column == "artifact" else "right")

@@ -83,7 +83,8 @@ def discover(folder, out, force, heads, n_o, kernel, rate, probe_tokens, max_lay
 @click.option("--runtime", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True,
               help="EHPC scores from layers 0..L* in torch, or from FOLDER/onnx/scorer.onnx in onnxruntime "
                    "(written by `compressor export onnx`); the selection is the same.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, auto, cuda, cuda:N (torch runtime).")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (CUDA when available), cpu, cuda, cuda:N (torch runtime; onnxruntime: auto or cpu).")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
               help="Dtype of the torch scoring model (bfloat16 is faster on CPUs with AVX512-BF16/AMX and on GPUs).")
 @click.option("--html", "html_file", type=click.Path(path_type=Path), default=None,
@@ -104,8 +105,11 @@ def compress(folder, input_file, rate, target_tokens, question, force_keep, meth
 
     if runtime != "torch" and method != "ehpc":
         raise UserError(f"--runtime {runtime} applies to --method ehpc only")
-    if runtime != "torch" and (device != "cpu" or dtype != "float32"):
+    if runtime != "torch" and (device not in ("auto", "cpu") or dtype != "float32"):
         raise UserError(f"--device and --dtype place the torch scorer; --runtime {runtime} runs scorer.onnx as exported")
+    from compressor.models.sources import pick_device
+
+    device = str(pick_device(device)) if runtime == "torch" else "cpu"  # the device used, as the JSON reports it
     limit = MAX_CHARS * 4  # bytes: the compressors' character cap, at up to 4 bytes a character
     raw = input_file.read(limit + 1)
     if len(raw) > limit:

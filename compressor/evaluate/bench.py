@@ -11,7 +11,8 @@ from compressor.evaluate.latency import time_per_token
 from compressor.evaluate.model_facts import peak_rss_mb
 from compressor.evaluate.spec import EvalSpec, LatencySpec, check_folders
 from compressor.models.sources import load_model
-from compressor.runtimes.vllm_runtime import run_vllm
+from compressor.evaluate.measure_vllm import engine_args
+from compressor.runtimes.vllm_runtime import device_label, run_vllm
 
 
 def _peak_mb(device) -> dict:
@@ -26,7 +27,7 @@ def bench(folder: Path, spec: EvalSpec, device) -> dict:
     if spec.press_run() or spec.long_context is not None:
         return bench_torch_press(folder, device, spec)
     if spec.runtime == "vllm":
-        return bench_vllm(folder, spec.latency)
+        return bench_vllm(folder, spec.latency, engine_args(spec, folder))
     return bench_torch(folder, device, spec.latency)
 
 
@@ -46,10 +47,12 @@ def bench_torch(folder: Path, device, latency: LatencySpec) -> dict:
         gc.collect()
 
 
-def bench_vllm(folder: Path, latency: LatencySpec) -> dict:
-    result = run_vllm({"model": str(folder), "bench": latency.model_dump()})
-    return {"runtime": "vllm", "device": "vllm-cpu", "batches": result["bench"], "load_s": result["load_s"],
-            "dtype": result.get("dtype"), "versions": result["versions"], "peak_rss_mb": result.get("peak_rss_mb")}
+def bench_vllm(folder: Path, latency: LatencySpec, engine: dict | None = None) -> dict:
+    """`engine`: vLLM engine settings (measure_vllm.engine_args: context, GPU share, tensor parallel size)."""
+    result = run_vllm({"model": str(folder), **(engine or {}), "bench": latency.model_dump()})
+    return {"runtime": "vllm", "device": device_label(result.get("build")), "batches": result["bench"],
+            "load_s": result["load_s"], "dtype": result.get("dtype"), "versions": result["versions"],
+            "vllm_build": result.get("build"), "peak_rss_mb": result.get("peak_rss_mb")}
 
 
 def bench_torch_press(folder: Path, device, spec: EvalSpec) -> dict:

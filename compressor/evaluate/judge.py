@@ -21,6 +21,7 @@ from compressor.evaluate.spec import EvalSpec
 from compressor.evaluate.suite import Suite, aggregate, load_suite, suite_fingerprint
 from compressor.evaluate.workload import summarize
 from compressor.models.sources import content_hash
+from compressor.runtimes.vllm_runtime import device_label
 
 
 def timing_of(spec: EvalSpec, suite: Suite) -> str:
@@ -57,7 +58,7 @@ def measure(folder: Path, suite: Suite, spec, device, progress, press=None, log_
 
 def speed_caveat(runtime: str, device, dtypes: list[str | None]) -> str | None:
     """Why this run's time per token says little about the target's hardware, or None (a CUDA run)."""
-    if runtime == "torch" and getattr(device, "type", str(device)) == "cuda":
+    if getattr(device, "type", str(device)) in ("cuda", "vllm-cuda", "vllm-rocm"):
         return None
     notes = ["timed on a CPU (vLLM's CPU build)" if runtime == "vllm" else "timed on a CPU"]
     notes.append("SpeedNorm and Score say little about a GPU such as the lg-aimers L4, where batched kernels, "
@@ -117,13 +118,15 @@ def judge(model_dir: Path, baseline_dir: Path | None, spec: EvalSpec, device, pr
     press = spec.kv_press if spec.press_run() else None
     logging = samples_dir is not None
     timing = timing_of(spec, suite)
-    result = {"runtime": spec.runtime, "device": str(device) if spec.runtime == "torch" else "vllm-cpu",
+    result = {"runtime": spec.runtime, "device": str(device) if spec.runtime == "torch" else None,  # vLLM: its build
               "suite": suite.name, "settings": settings, "timing": timing,
               "perf_tasks": [t.model_dump() for t in suite.weighted()],
               "perf_definition": " + ".join(f"{t.weight:g}·{t.task}.{t.metric}" for t in suite.weighted())
               + f" / {sum(t.weight for t in suite.weighted()):g}"}
     progress(f"evaluating the output model ({spec.runtime}, suite {suite.name}, {timing} timing)")
     result["model"] = measure(model_dir, suite, spec, device, progress, press, log_samples=logging)
+    if spec.runtime == "vllm":
+        result["device"] = device_label(result["model"].get("vllm_build"))  # vllm-cpu, vllm-cuda, ...
     logged = _save_samples(result["model"], samples_dir, "model")
     if baseline_dir is not None:
         cached, key, from_cache = baseline_measurement(baseline_dir, spec, device, progress, fresh_baseline,
@@ -134,8 +137,8 @@ def judge(model_dir: Path, baseline_dir: Path | None, spec: EvalSpec, device, pr
         result["baseline"] = cached
         result["baseline_key"] = key
         result.update(score(result["model"]["perf"], cached["perf"], result["model"]["tpt_ms"], cached["tpt_ms"]))
-    caveat = speed_caveat(spec.runtime, device, [result["model"].get("dtype"),
-                                                  (result.get("baseline") or {}).get("dtype")])
+    caveat = speed_caveat(spec.runtime, device if spec.runtime == "torch" else result["device"],
+                          [result["model"].get("dtype"), (result.get("baseline") or {}).get("dtype")])
     if caveat:
         result["speed_caveat"] = caveat
     if logged:

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+from compressor.core.errors import UserError
 from compressor.core.files import count_params
 from compressor.evaluate.suite import Suite, include_folder, task_limit
 from compressor.runtimes.vllm_runtime import run_vllm
@@ -30,8 +31,18 @@ def engine_args(spec, folder: Path) -> dict:
     return args
 
 
+def data_parallel_size(spec, timing: str) -> int:
+    """lm-eval's replicas for the tasks; workload timing needs one engine (replicas start inside the timed calls)."""
+    size = spec.engine.data_parallel_size if spec.engine else 1
+    if size > 1 and timing == "workload":
+        raise UserError(f"data_parallel_size {size}: lm-eval starts its replicas inside each batched call, so "
+                        f"workload timing would time engine starts; use --timing synthetic or data_parallel_size 1")
+    return size
+
+
 def measure_vllm(folder: Path, suite: Suite, spec, progress, timing: str = "synthetic",
                  log_samples: bool = False) -> dict:
+    replicas = data_parallel_size(spec, timing)
     with include_folder(suite, spec.max_gen_toks) as tasks_dir:
         tasks = [{"task": t.task, "limit": task_limit(t, spec.limit),
                   "chat_template": suite.uses_chat_template(t, spec.chat_template), "generative": t.generative}
@@ -40,11 +51,13 @@ def measure_vllm(folder: Path, suite: Suite, spec, progress, timing: str = "synt
         batch_size = "auto" if timing == "workload" else spec.batch_size
         result = run_vllm({"model": str(folder), "dtype": "auto", **engine_args(spec, folder),
                            "lm_eval": {"include_path": str(tasks_dir), "tasks": tasks, "batch_size": batch_size,
-                                       "log_samples": log_samples},
+                                       "log_samples": log_samples,
+                                       **({"data_parallel_size": replicas} if replicas > 1 else {})},
                            "bench": {"prompt_tokens": spec.latency.prompt_tokens, "new_tokens": spec.latency.new_tokens,
                                      "runs": spec.latency.runs, "warmup": spec.latency.warmup,
                                      "batch_sizes": spec.latency.batch_sizes}})
     return {"tasks": result["lm_eval"], "latency": result["bench"], "dtype": result.get("dtype"),
             "workload_raw": {**(result.get("workload") or {}), "dtype": result.get("dtype"), "batch_size": batch_size},
             "samples": result.get("samples") or {}, "engine": result.get("engine"),
-            "params": count_params(folder), "load_s": result["load_s"], "vllm_versions": result["versions"]}
+            "params": count_params(folder), "load_s": result["load_s"], "vllm_versions": result["versions"],
+            "vllm_build": result.get("build")}

@@ -33,7 +33,9 @@ class EngineSpec(Strict):
     max_model_len: int | Literal["config"] | None = Field(
         None, description="context the engine allocates for; `config`: the model's max_position_embeddings "
                           "(what vLLM does when unset); default 4096")
-    tensor_parallel_size: int = Field(1, ge=1, le=1024)
+    tensor_parallel_size: int = Field(1, ge=1, le=1024, description="GPUs one engine spans (GPU builds)")
+    data_parallel_size: int = Field(1, ge=1, le=1024, description="lm-eval's engine replicas for the suite's tasks "
+                                    "(GPU builds, needs ray; each replica spans tensor_parallel_size GPUs)")
     enforce_eager: bool = Field(False, description="start without compiling the model's graphs (vLLM's "
                                 "enforce_eager): a faster start, slower steps; not the engine a server runs")
 

@@ -1,7 +1,7 @@
 """`compressor check DIR --runtime R`: does R load the output and generate what the tool itself generates?
 
-The reference is this tool's own greedy output: the folder loaded with `load_model` on CPU, weights
-upcast to fp32 (fp16/bf16 values are exact in fp32). A quantized folder (config.json has a
+The reference is this tool's own greedy output: the folder loaded with `load_model` on the chosen device
+(`auto`: CUDA when available, else CPU), weights upcast to fp32 (fp16/bf16 values are exact in fp32). A quantized folder (config.json has a
 quantization_config) checked in transformers is the exception: it runs dequantized and re-quantizes
 activations, every precision rounds those steps differently (fp32 vs bf16 flips SmolLM2 W8A8's greedy
 picks within a few tokens), so its reference runs in the stored dtype, the precision the runtime runs it
@@ -28,9 +28,9 @@ from compressor.core.errors import CheckFailed, UserError
 from compressor.core.layout import ONNX_FILE, SCORER_FILE, resolve
 from compressor.export.parity import DEFAULT_MIN_AGREEMENT, PROMPTS, compare, greedy
 from compressor.models.checkpoint import check_model_folder
-from compressor.models.sources import load_model
+from compressor.models.sources import load_model, pick_device
 from compressor.runtimes.onnx_decoder import OnnxDecoder, open_session
-from compressor.runtimes.vllm_runtime import require_vllm, run_vllm
+from compressor.runtimes.vllm_runtime import prepare, run_vllm
 
 RUNTIMES = ("transformers", "vllm", "onnxruntime")
 TOP_LOGPROBS = 5
@@ -52,14 +52,16 @@ def is_quantized(folder: Path) -> bool:
         return False
 
 
-def reference(folder: Path, prompts: list[str], max_tokens: int, dtype="float32") -> dict:
-    """The tool's own greedy output: `load_model` on CPU in `dtype` (fp32, or "auto": as stored)."""
+def reference(folder: Path, prompts: list[str], max_tokens: int, dtype="float32", device=None) -> dict:
+    """The tool's own greedy output: `load_model` on `device` (a torch.device; default CPU) in `dtype` (fp32, or
+    "auto": as stored)."""
     import torch
     import transformers
 
+    device = device if device is not None else torch.device("cpu")
     start = time.perf_counter()
     try:
-        model, tokenizer = load_model(folder, torch.device("cpu"), dtype if dtype == "auto" else getattr(torch, dtype))
+        model, tokenizer = load_model(folder, device, dtype if dtype == "auto" else getattr(torch, dtype))
     except Exception as error:  # corrupt weights, unknown architecture, ...: one line for the user
         raise CheckFailed(f"{folder}: does not load in transformers {transformers.__version__} (reference): "
                           f"{_one_line(f'{type(error).__name__}: {error}')}") from None
@@ -68,7 +70,9 @@ def reference(folder: Path, prompts: list[str], max_tokens: int, dtype="float32"
     texts = [tokenizer.decode(r["token_ids"]) for r in runs]
     dtype = str(model.dtype).removeprefix("torch.")
     del model
-    return {"prompt_token_ids": prompt_ids, "runs": runs, "texts": texts, "dtype": dtype,
+    if device.type == "cuda":  # a vLLM engine on the same GPU sizes itself by the memory left free
+        torch.cuda.empty_cache()
+    return {"prompt_token_ids": prompt_ids, "runs": runs, "texts": texts, "dtype": dtype, "device": str(device),
             "versions": {"transformers": str(transformers.__version__), "torch": str(torch.__version__)},
             "seconds": round(time.perf_counter() - start, 2)}
 
@@ -132,12 +136,18 @@ def run_transformers(folder: Path, prompts: list[str], prompt_ids: list[list[int
         return torch.load(result, weights_only=True)
 
 
+def vllm_check_request(folder: Path, prompts: list[str], prompt_ids: list[list[int]], max_tokens: int,
+                       eager: bool = False, engine: dict | None = None) -> dict:
+    """The worker request of a vLLM check; `engine`: tensor_parallel_size / gpu_memory_utilization (GPU builds)."""
+    return {"model": str(folder), "max_model_len": 1024, "enforce_eager": eager, **(engine or {}),
+            "generate": {"prompts": prompts, "prompt_token_ids": prompt_ids, "max_tokens": max_tokens,
+                         "min_tokens": max_tokens, "logprobs": TOP_LOGPROBS}}
+
+
 def run_vllm_check(folder: Path, prompts: list[str], prompt_ids: list[list[int]], max_tokens: int,
-                   eager: bool = False) -> dict:
-    require_vllm()  # no vLLM environment is the user's setup, not a failed check
-    request = {"model": str(folder), "max_model_len": 1024, "enforce_eager": eager,
-               "generate": {"prompts": prompts, "prompt_token_ids": prompt_ids, "max_tokens": max_tokens,
-                            "min_tokens": max_tokens, "logprobs": TOP_LOGPROBS}}
+                   eager: bool = False, engine: dict | None = None) -> dict:
+    request = vllm_check_request(folder, prompts, prompt_ids, max_tokens, eager, engine)
+    prepare(request)  # no vLLM environment, or sizes its build cannot run: the user's setup, not a failed check
     try:
         result = run_vllm(request)
     except CheckFailed:
@@ -149,7 +159,7 @@ def run_vllm_check(folder: Path, prompts: list[str], prompt_ids: list[list[int]]
             "texts": [g["text"] for g in generated],
             "text_prompt_token_ids": [g.get("text_prompt_token_ids", g["prompt_token_ids"]) for g in generated],
             "dtype": result.get("dtype"), "load_s": result.get("load_s"), "versions": result.get("versions", {}),
-            "engine": result.get("engine")}
+            "engine": result.get("engine"), "build": result.get("build")}
 
 
 def kv_cache_verdict(folder: Path, engine: dict | None) -> dict:
@@ -225,10 +235,12 @@ RUNNERS = {"transformers": run_transformers, "vllm": run_vllm_check, "onnxruntim
 
 def check_output(output_dir: Path, runtime: str, max_tokens: int = 32, prompts=None,
                  min_agreement: float = DEFAULT_MIN_AGREEMENT, progress=_quiet, eager: bool = False,
-                 onnx: Path | None = None) -> dict:
+                 onnx: Path | None = None, device: str = "auto", engine: dict | None = None) -> dict:
     """Load OUTPUT_DIR/model in `runtime`, compare its greedy output with the reference; see the module doc.
 
     `onnx` (onnxruntime only): the ONNX file or folder to check instead of OUTPUT_DIR/onnx/model.onnx.
+    `device`: where the torch reference runs (auto, cpu, cuda, cuda:N). `engine` (vllm only): tensor_parallel_size
+    and gpu_memory_utilization for a GPU build.
 
     Raises CheckFailed (one line) when the runtime cannot load or run the folder; otherwise returns the
     comparison with "passed" and, when it did not pass, "reasons".
@@ -237,6 +249,9 @@ def check_output(output_dir: Path, runtime: str, max_tokens: int = 32, prompts=N
         raise UserError(f"unknown runtime {runtime!r} (known: {', '.join(RUNTIMES)})")
     if max_tokens < 1:
         raise UserError("max_tokens must be at least 1")
+    if engine and runtime != "vllm":
+        raise UserError(f"{', '.join(engine)} apply to the vllm runtime only")
+    torch_device = pick_device(device)
     started = time.perf_counter()
     folder = resolve(output_dir).model
     try:
@@ -247,11 +262,12 @@ def check_output(output_dir: Path, runtime: str, max_tokens: int = 32, prompts=N
     prompts = list(prompts or PROMPTS)
     dtype = "auto" if runtime == "transformers" and is_quantized(folder) else "float32"  # see the module doc
     precision = "its stored dtype (quantized)" if dtype == "auto" else "fp32"
-    progress(f"reference: {folder} in {precision} on CPU, greedy {max_tokens} tokens on {len(prompts)} prompts")
-    ref = reference(folder, prompts, max_tokens, dtype)
+    progress(f"reference: {folder} in {precision} on {torch_device}, greedy {max_tokens} tokens on "
+             f"{len(prompts)} prompts")
+    ref = reference(folder, prompts, max_tokens, dtype, device=torch_device)
     progress(f"loading {artifact} in {runtime}" + (" (the engine takes 1-2 min to start)" if runtime == "vllm" else ""))
     t0 = time.perf_counter()
-    options = {"eager": True} if eager and runtime == "vllm" else {}
+    options = {"eager": eager, "engine": engine} if runtime == "vllm" else {}
     got = RUNNERS[runtime](artifact, prompts, ref["prompt_token_ids"], max_tokens, **options)
     runtime_s = time.perf_counter() - t0
     rows = compare(prompts, ref, got, max_tokens)
@@ -282,10 +298,11 @@ def check_output(output_dir: Path, runtime: str, max_tokens: int = 32, prompts=N
         "max_tokens": max_tokens,
         "summary": summary,
         "prompts": rows,
-        "reference": {"dtype": ref["dtype"], "device": "cpu", "versions": ref["versions"]},
+        "reference": {"dtype": ref["dtype"], "device": ref["device"], "versions": ref["versions"]},
         **({"kv_cache": kv_cache_verdict(folder, got.get("engine"))} if runtime == "vllm" else {}),
         "runtime_info": {"dtype": got.get("dtype"), "versions": got.get("versions", {}),
-                         **({"enforce_eager": eager} if runtime == "vllm" else {}),
+                         **({"enforce_eager": eager, "build": got.get("build"), **(engine or {})}
+                            if runtime == "vllm" else {}),
                          "load_s": round(got["load_s"], 2) if got.get("load_s") is not None else None},
         "versions": got.get("versions", {}),
         "seconds": {"reference": ref["seconds"], "runtime": round(runtime_s, 2),

@@ -1,7 +1,8 @@
 """`compressor export onnx DIR`: the output's model as an ONNX decoder with KV cache, checked against torch.
 
 optimum-onnx exports the model (task text-generation-with-past) in fp32 (fp16 / bf16 weights upcast exactly:
-CPUs run fp32 ONNX, and parity is measured against the fp32 reference). The export must agree with the torch
+CPUs run fp32 ONNX, and parity is measured against the fp32 reference, run on `device`: CUDA when available;
+the export itself runs on the CPU). The export must agree with the torch
 model (`onnx_parity`): logits within `atol` and greedy agreement at least `min_agreement`, or nothing is
 written. `--int8` adds an onnxruntime int8 copy (`onnx_int8`) whose parity and speed are reported, not gated:
 int8 is lossy by design. Everything goes to DIR/onnx/ (or `out`) atomically, with compressor.json
@@ -31,7 +32,7 @@ from compressor.export.parity import DEFAULT_MIN_AGREEMENT, PROMPTS, onnx_parity
 from compressor.export.scorer_onnx import write_scorer
 from compressor.models.adapters import adapter_for
 from compressor.models.checkpoint import check_model_folder
-from compressor.models.sources import content_hash, load_model
+from compressor.models.sources import content_hash, load_model, pick_device
 from compressor.prompt.spec import check_matches, read_spec
 
 TASK = "text-generation-with-past"
@@ -144,27 +145,34 @@ def _disagreements(fp32: dict, atol: float, min_agreement: float) -> list[str]:
 def export_onnx(output_dir: Path, out: Path | None = None, int8: bool = False, int8_method: str = "matmul-nbits",
                 force: bool = False, atol: float = DEFAULT_ATOL, min_agreement: float = DEFAULT_MIN_AGREEMENT,
                 max_tokens: int = 32, prompts=None, scorer: bool | None = None, scorer_only: bool = False,
-                progress=_quiet) -> dict:
+                progress=_quiet, device: str = "auto") -> dict:
     """Export OUTPUT_DIR/model to ONNX (see the module doc); returns what compressor.json records.
 
     scorer: None exports the EHPC scorer when model/prompt_compressor.json exists, True requires it, False skips it.
+    device: where the fp32 torch reference runs (auto, cpu, cuda, cuda:N).
     """
     import torch
 
     started = time.perf_counter()
     folder, target, config, spec = _preflight(output_dir, out, force, int8, int8_method, atol, min_agreement,
                                               max_tokens, scorer, scorer_only)
+    torch_device = pick_device(device)
     prompts = list(prompts or PROMPTS)
     progress(f"hashing {folder}")
     source_sha256 = content_hash(folder)
     seconds, artifacts, reference = {}, [], None
     if not scorer_only:
-        progress(f"loading {folder} in fp32 on CPU")
-        model, tokenizer = load_model(folder, torch.device("cpu"), torch.float32)
+        progress(f"loading {folder} in fp32 on {torch_device}")
+        model, tokenizer = load_model(folder, torch_device, torch.float32)
         progress(f"torch reference: greedy {max_tokens} tokens on {len(prompts)} prompts")
         t0 = time.perf_counter()
         reference = torch_reference(model, tokenizer, prompts, max_tokens)
         seconds["reference"] = round(time.perf_counter() - t0, 2)
+        if torch_device.type != "cpu":  # the export runs from a CPU copy, as it always has (optimum, fp32)
+            del model
+            gc.collect()
+            torch.cuda.empty_cache()
+            model, tokenizer = load_model(folder, torch.device("cpu"), torch.float32)
     with atomic_dir(target, force) as staging:
         if not scorer_only:
             progress(f"exporting with optimum-onnx ({TASK}, fp32)")
@@ -205,8 +213,9 @@ def export_onnx(output_dir: Path, out: Path | None = None, int8: bool = False, i
             "family": config.model_type,
             "dtype": "float32",
             "parity": {"atol": atol, "min_agreement": min_agreement, "max_tokens": max_tokens,
-                       "prompts": [] if scorer_only else prompts, "reference": "torch fp32 on CPU (transformers)",
-                       "gated": gated},
+                       "prompts": [] if scorer_only else prompts,
+                       "reference": f"torch fp32 on {'cpu' if scorer_only else torch_device} (transformers)",
+                       "reference_device": "cpu" if scorer_only else str(torch_device), "gated": gated},
             "passed": True,
             "artifacts": artifacts,
             "scorer": scorer_record,

