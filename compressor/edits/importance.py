@@ -22,6 +22,7 @@ import torch
 
 from compressor.edits import layer_importance
 from compressor.models.adapters import ArchitectureAdapter
+from compressor.models.offload import input_device
 
 KINDS = ("layers", "heads", "neurons", "channels")
 
@@ -104,7 +105,7 @@ def collect_importance(model, adapter: ArchitectureAdapter, windows: list[torch.
         raise ValueError(f"unknown importance kinds {sorted(unknown)} (known: {', '.join(KINDS)})")
     config = model.config
     layers = adapter.decoder_layers(model)
-    device = next(model.parameters()).device
+    device = input_device(model)  # offloaded (model.device_map): accelerate's main device
     heads = [L2OfMeanAbs() for _ in layers]
     neurons = [L2OfMeanAbs() for _ in layers]
     inner_norms = [(name, module) for name, module in adapter.hidden_norms(model) if name != "norm"]

@@ -3,11 +3,14 @@
 import torch
 from torch import nn
 
+from compressor.models.offload import offload_aware
+
 
 def _index(indices, device) -> torch.Tensor:
     return torch.as_tensor(indices, dtype=torch.long, device=device)
 
 
+@offload_aware  # an offloaded module is onloaded for the edit, the result written back
 @torch.no_grad()
 def slice_linear(linear: nn.Linear, out_keep=None, in_keep=None) -> None:
     """Keep output features `out_keep` (rows, and bias) and input features `in_keep` (columns)."""
@@ -25,6 +28,7 @@ def slice_linear(linear: nn.Linear, out_keep=None, in_keep=None) -> None:
     linear.weight = nn.Parameter(weight.clone(), requires_grad=linear.weight.requires_grad)
 
 
+@offload_aware
 @torch.no_grad()
 def slice_embedding(embedding: nn.Embedding, keep) -> None:
     weight = embedding.weight.index_select(1, _index(keep, embedding.weight.device))
@@ -32,6 +36,7 @@ def slice_embedding(embedding: nn.Embedding, keep) -> None:
     embedding.embedding_dim = weight.shape[1]
 
 
+@offload_aware
 @torch.no_grad()
 def slice_norm(norm: nn.Module, keep, scale: float = 1.0) -> None:
     """Keep channels `keep` of an RMSNorm/LayerNorm weight (and bias), weight multiplied by `scale`."""

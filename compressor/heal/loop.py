@@ -1,7 +1,8 @@
 """The distillation loop: a frozen teacher, a student trained on its soft targets (AdamW, warmup + cosine).
 
-The student trains with fp32 master weights (upcast if it came in half precision, cast back after);
-on a GPU the forward passes run under bf16 autocast and gradient checkpointing saves activation memory.
+What trains has fp32 master weights: when it came in half precision the student is upcast for the run and
+cast back after (LoRA adapters are fp32 already, so their frozen base weights keep their dtype); on a GPU
+the forward passes run under bf16 autocast and gradient checkpointing saves activation memory.
 """
 
 import contextlib
@@ -58,17 +59,23 @@ def heldout_kd(student, teacher, windows: torch.Tensor, batch: int, temperature:
 
 
 def distill(student, teacher, train: torch.Tensor, holdout: torch.Tensor, settings, device,
-            progress=lambda message: None, frozen=()) -> dict:
+            progress=lambda message: None, frozen=(), trainable=None) -> dict:
     """Train `student` toward `teacher` for `settings.steps` steps; returns what happened (losses, time).
 
-    Parameters in `frozen` (e.g. the embeddings) keep their values and get no gradients or optimizer state.
+    Parameters in `frozen` (e.g. the embeddings) keep their values and get no gradients or optimizer state;
+    `trainable` (e.g. LoRA adapters), when given, is all that trains.
     """
     started = time.perf_counter()
     torch.manual_seed(settings.seed)
     autocast = lambda: _autocast(device, settings.autocast)  # noqa: E731
     teacher.eval().requires_grad_(False)
+    frozen_ids = {id(p) for p in frozen}
+    trainable = list(trainable) if trainable is not None else [p for p in student.parameters()
+                                                               if id(p) not in frozen_ids]
     input_dtype = next(student.parameters()).dtype
-    student.float()
+    upcast = any(p.dtype != torch.float32 for p in trainable)
+    if upcast:
+        student.float()  # in place: the parameters in `trainable` stay the same objects
     before = heldout_kd(student.eval(), teacher, holdout, settings.batch, settings.temperature, device, autocast)
     progress(f"heal: held-back KD loss before {before:.4f}; {settings.steps} steps of {settings.batch}x{settings.seq_len} tokens")
 
@@ -78,12 +85,11 @@ def distill(student, teacher, train: torch.Tensor, holdout: torch.Tensor, settin
         ids = train[: settings.batch].to(device)
         with torch.no_grad(), autocast():
             projection = least_squares_projection(_forward(student, ids, True)[1], _forward(teacher, ids, True)[1])
-    frozen_ids = {id(p) for p in frozen}
-    trainable = [p for p in student.parameters() if id(p) not in frozen_ids]
+    trained_ids = {id(p) for p in trainable}
     trainable += list(projection.parameters()) if projection else []
     requires_grad = {p: p.requires_grad for p in student.parameters()}
     for p in student.parameters():
-        p.requires_grad_(id(p) not in frozen_ids)
+        p.requires_grad_(id(p) in trained_ids)
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay, betas=(0.9, 0.95))
     warmup = settings.warmup_steps if settings.warmup_steps is not None else max(1, settings.steps // 10)
     if settings.gradient_checkpointing:
@@ -116,7 +122,8 @@ def distill(student, teacher, train: torch.Tensor, holdout: torch.Tensor, settin
             p.requires_grad_(flag)
         student.eval()
     after = heldout_kd(student, teacher, holdout, settings.batch, settings.temperature, device, autocast)
-    student.to(input_dtype)
+    if upcast:
+        student.to(input_dtype)
     tenth = max(1, len(losses) // 10)
     return {"steps": settings.steps, "trained_params": sum(p.numel() for p in trainable), "tokens": settings.steps * settings.batch * settings.seq_len,
             "train_windows": len(train), "passes_over_data": round(settings.steps * settings.batch / len(train), 2),

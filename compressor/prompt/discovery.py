@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import torch
 
+from compressor.models.offload import input_device
 from compressor.prompt.probes import Probe, build_probes, filler_file
 from compressor.prompt.spec import PromptCompressorSpec
 
@@ -55,7 +56,7 @@ def head_scores(model, tokenizer, adapter, probes: list[Probe], n_o: int, progre
             captured[index] = rows[:, :, needle["idx"]].sum(-1).mean(-1).cpu()
         return hook
 
-    device = next(model.parameters()).device
+    device = input_device(model)  # offloaded (model.device_map): accelerate's main device
     with eager_attention(model):
         handles = [adapter.attention(layer).register_forward_hook(capture(i)) for i, layer in enumerate(layers)]
         try:

@@ -9,11 +9,16 @@ integer and fp8 tensors are left as they are.
 
 import torch
 
+from compressor.models.offload import cast_floats_in_place, cast_tensor, is_offloaded
+
 CASTABLE = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def cast_floats(model, dtype: torch.dtype) -> None:
     """Cast fp32/fp16/bf16 parameters and buffers to `dtype`; int8, int32 and fp8 tensors stay."""
+    if is_offloaded(model):
+        cast_floats_in_place(model, dtype)
+        return
     for module in model.modules():
         for tensors in (module._parameters, module._buffers):
             for name, tensor in tensors.items():
@@ -27,9 +32,9 @@ def compress_in_dtype(model, dtype: torch.dtype):
     for module in model.modules():
         if getattr(module, "quantization_scheme", None) is None:
             continue
-        for name, param in module.named_parameters(recurse=False):
+        for name, param in list(module.named_parameters(recurse=False)):
             if name != "weight" and param.dtype in CASTABLE:
-                param.data = param.data.to(dtype)
+                cast_tensor(module._parameters, name, dtype)  # as param.data = ..., also when offloaded
     ModelCompressor.from_pretrained_model(model).compress_model(model)
     cast_floats(model, dtype)
     model.config.dtype = dtype

@@ -3,14 +3,32 @@ the model compressed in its storage dtype (compressor.quantize.compress); `write
 compressed-tensors format. A compressed model decompresses itself on its next forward pass.
 """
 
+import contextlib
 import time
 
 import torch
 
+from compressor.models.offload import cast_floats_in_place, input_device, is_offloaded
 from compressor.quantize.calibration_data import quant_calibration_windows
 from compressor.quantize.compress import compress_in_dtype
 from compressor.quantize.quiet import quiet_loguru
 from compressor.quantize.schemes import compressed_tensors_scheme, kv_cache_args
+
+
+@contextlib.contextmanager
+def kept_offloaded(offloaded: bool):
+    """llm-compressor's data-free pipeline (round-to-nearest) first dispatches the model onto the devices it finds,
+    which onloads every offloaded weight; an offloaded model is left as it is instead: quantizing a weight onloads
+    only that module. (The sequential pipeline, for calibrated schemes, onloads one layer at a time anyway; both
+    take accelerate's offloading over as compressed-tensors' own.)"""
+    if not offloaded:
+        yield
+        return
+    from compressed_tensors.utils import patch_attr
+    from llmcompressor.pipelines.data_free import pipeline as data_free
+
+    with patch_attr(data_free, "dispatch_model", lambda model: model):
+        yield
 
 
 def build_modifiers(params, adapter) -> list:
@@ -60,14 +78,17 @@ def quantize_llmcompressor(model, tokenizer, params, ctx):
         if params.needs_calibration:
             ctx.progress(f"quantize: calibration data, {params.calibration.describe()}")
             dataset = calibration_dataset(tokenizer, params.calibration)
-        if next(model.parameters()).device.type == "cpu" and model.dtype != torch.float32:
-            model = model.float()  # calibrate in fp32 on CPU: half-precision matmuls there are slow
+        offloaded = is_offloaded(model)
+        if input_device(model).type == "cpu" and model.dtype != torch.float32:
+            # calibrate in fp32 on CPU: half-precision matmuls there are slow
+            model = cast_floats_in_place(model, torch.float32) if offloaded else model.float()
         names = " + ".join(type(m).__name__ for m in modifiers)
         ctx.progress(f"quantize: {params.scheme} ({names}) with llm-compressor")
         start = time.perf_counter()
-        model = oneshot(model=model, tokenizer=tokenizer, recipe=modifiers, dataset=dataset,
-                        num_calibration_samples=len(dataset) if dataset is not None else 0,
-                        shuffle_calibration_samples=False, max_seq_length=params.calibration.seq_len)
+        with kept_offloaded(offloaded):
+            model = oneshot(model=model, tokenizer=tokenizer, recipe=modifiers, dataset=dataset,
+                            num_calibration_samples=len(dataset) if dataset is not None else 0,
+                            shuffle_calibration_samples=False, max_seq_length=params.calibration.seq_len)
         seconds = time.perf_counter() - start
         model = compress_in_dtype(model, getattr(torch, params.storage_dtype))
     ctx.record(scheme=params.scheme, backend="llmcompressor", method=params.method, dtype=params.storage_dtype,
