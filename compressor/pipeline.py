@@ -9,7 +9,7 @@ import yaml
 
 from compressor.catalogue import stage_function
 from compressor.core.atomic import atomic_dir, output_lock, refuse_existing, remove_abandoned
-from compressor.core.errors import EvaluationIncomplete
+from compressor.core.errors import EvaluationIncomplete, UserError
 from compressor.core.files import folder_size_mb
 from compressor.core.layout import CONFIG_FILE, MODEL_DIR, RECIPE_FILE
 from compressor.core.versions import package_versions
@@ -17,11 +17,14 @@ from compressor.evaluate.judge import judge
 from compressor.export.writer import write_artifacts, write_model
 from compressor.models.adapters import adapter_for
 from compressor.models.checkpoint import check_model_folder
-from compressor.models.sources import content_hash, load_config, load_model, pick_device, pick_dtype, resolve_source
+from compressor.models.offload import is_offloaded
+from compressor.models.sources import (check_memory_devices, content_hash, load_config, load_model, load_teacher,
+                                       offload_options, pick_device, pick_dtype, resolve_source)
+from compressor.plan.planner import check_plan
 from compressor.recipe import check_against_config
 from compressor.reports.report import add_evaluation, write_reports
 from compressor.runtimes.vllm_runtime import require_vllm
-from compressor.stages import StageContext
+from compressor.stages import StageContext, check_offloaded
 
 
 def _quiet(message: str) -> None:
@@ -30,9 +33,11 @@ def _quiet(message: str) -> None:
 
 def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force: bool = False,
                  evaluate: bool | None = None, progress=_quiet, fresh_baseline: bool = False,
-                 samples_dir: Path | None = None, record_source_path: bool = False) -> dict:
+                 samples_dir: Path | None = None, record_source_path: bool = False, memory: int | None = None) -> dict:
     """Apply `recipe`; returns the report (also written to `out_dir/report.json`).
 
+    The plan (compressor.plan) runs first, from the config: a run whose peak memory exceeds `memory` (bytes;
+    default what the device has) or whose output exceeds the free disk is refused before anything loads.
     The output folder is written (atomically) before the evaluation starts: an evaluation that fails or is
     interrupted leaves a complete model and a report marked "evaluation incomplete" that names the command
     finishing it (`compressor eval OUT`), and raises EvaluationIncomplete.
@@ -42,11 +47,11 @@ def apply_recipe(recipe, recipe_source: str, out_dir: Path | None = None, force:
     with output_lock(out_dir):  # a second run to the same output is refused now, not after the work
         remove_abandoned(out_dir, progress)
         return _apply(recipe, recipe_source, out_dir, force, evaluate, progress, fresh_baseline, samples_dir,
-                      record_source_path)
+                      record_source_path, memory)
 
 
 def _apply(recipe, recipe_source: str, out_dir: Path, force: bool, evaluate: bool | None, progress,
-           fresh_baseline: bool, samples_dir: Path | None, record_source_path: bool) -> dict:
+           fresh_baseline: bool, samples_dir: Path | None, record_source_path: bool, memory: int | None) -> dict:
     started = time.perf_counter()
     source = resolve_source(recipe.model.id, recipe.model.revision)
     check_model_folder(source.path, recipe.model.allow_pickle)
@@ -62,12 +67,24 @@ def _apply(recipe, recipe_source: str, out_dir: Path, force: bool, evaluate: boo
         require_vllm()  # before the work: a failed evaluation discards the unfinished output
 
     device = pick_device(recipe.model.device)
+    plan = check_plan(recipe, config, device, recipe_source, source.path, out_dir, memory, run_eval)
+    progress(f"plan: peak ~{plan.peak.peak / 1e9:.2f} GB at {plan.peak.name}"
+             + (f" of {plan.budget / 1e9:.1f} GB available" if plan.budget else ""))
+    check_memory_devices(recipe.model.max_memory, f"{recipe_source}: model.max_memory")
     source_hash = content_hash(source.path, progress)
     progress(f"loading {source.id} on {device}")
     model, tokenizer = load_model(source.path, device, pick_dtype(recipe.model.dtype),
-                                  recipe.model.trust_remote_code)
+                                  recipe.model.trust_remote_code, **offload_options(recipe.model))
+    if recipe.model.device_map and is_offloaded(model):  # known only now: what accelerate put on the CPU / disk
+        try:
+            check_offloaded(recipe.stages)
+        except ValueError as error:
+            raise UserError(f"{recipe_source}: {error}") from None
 
-    teacher = frozen_copy(model) if any(p.needs_teacher for p in recipe.stages) else None
+    teacher = None
+    if any(p.needs_teacher for p in recipe.stages):  # an offloaded model is loaded again, not copied whole
+        teacher = load_teacher(source.path, device, pick_dtype(recipe.model.dtype), recipe.model.trust_remote_code,
+                               **offload_options(recipe.model)) if recipe.model.device_map else frozen_copy(model)
     stage_reports, artifacts = [], {}
     for index, params in enumerate(recipe.stages, 1):
         progress(f"stage {index}/{len(recipe.stages)}: {params.stage}")

@@ -4,7 +4,7 @@ import copy
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, ValidationError, create_model, field_validator
+from pydantic import AfterValidator, Field, ValidationError, create_model, field_validator
 
 from compressor.catalogue import stage_classes, stage_names
 from compressor.core.errors import UserError
@@ -17,6 +17,7 @@ from compressor.data.calibration import CalibrationSpec
 from compressor.data.corpus import check_corpus
 from compressor.evaluate.spec import EvalSpec, chat_template_of, check_folders, check_for_models
 from compressor.evaluate.suite import load_suite
+from compressor.models.sources import check_offload_folder, memory_device, memory_entry
 from compressor.stages import check_stage_order
 
 DEFAULT_MODEL = "builtin:smollm2-135m"
@@ -30,6 +31,45 @@ class ModelSpec(Strict):
     trust_remote_code: bool = False
     allow_pickle: bool = Field(False, description="load pickled weights (pytorch_model.bin; unpickled weights-only) "
                                                   "when the folder has no safetensors")
+    device_map: Literal["auto", "sequential"] | None = Field(
+        None, description="accelerate places the layers: what fits max_memory stays, the rest is offloaded (to the "
+                          "CPU, then to disk) and onloaded one module at a time")
+    max_memory: dict[Any, Annotated[Any, AfterValidator(memory_entry)]] | None = Field(
+        None, description="with device_map: the most each device holds, e.g. {0: 20GB, cpu: 300MB}; keys cpu, mps, "
+                          "a CUDA index (0, cuda:1); sizes in bytes or with a unit (GB, MB, KB, GiB, MiB, KiB)")
+    offload_folder: Path | None = Field(None, description="with device_map: where offloaded weights go (in a "
+                                                          "subfolder removed after the run; default: the system's "
+                                                          "temporary folder)")
+
+    @field_validator("device_map")
+    @classmethod
+    def _not_on_mps(cls, value, info):
+        if value is not None and info.data.get("device") == "mps":
+            raise ValueError("accelerate offloading does not run on mps: leave device_map out with device: mps")
+        return value
+
+    @field_validator("max_memory", mode="before")
+    @classmethod
+    def _pair_keys(cls, value):
+        # each size is validated with its key, so an error names the entry (model.max_memory.KEY)
+        return {key: (key, size) for key, size in value.items()} if isinstance(value, dict) else value
+
+    @field_validator("max_memory", "offload_folder")
+    @classmethod
+    def _with_device_map(cls, value, info):
+        if value is not None and "device_map" in info.data and info.data["device_map"] is None:
+            raise ValueError("needs device_map (auto or sequential), which is not set")
+        if info.field_name == "max_memory" and value is not None:
+            devices = {}
+            for key in value:
+                devices.setdefault(memory_device(key), []).append(key)
+            twice = [" and ".join(map(str, keys)) for keys in devices.values() if len(keys) > 1]
+            if twice:
+                raise ValueError(f"{twice[0]} name the same device")
+            value = {memory_device(key): size for key, size in value.items()}
+        if info.field_name == "offload_folder" and value is not None:
+            check_offload_folder(value)
+        return value
 
 
 class OutputSpec(Strict):

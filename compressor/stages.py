@@ -15,6 +15,7 @@ from pydantic import ConfigDict
 
 from compressor.core.validation import Strict
 from compressor.models.adapters import ArchitectureAdapter
+from compressor.models.shape import ModelShape
 
 
 class StageParams(Strict):
@@ -29,6 +30,8 @@ class StageParams(Strict):
     depends_on_layers: ClassVar[bool] = False
     # this stage's output is checked against the recipe's eval suite prompts (`check_prompts`), before weights load
     checks_prompts: ClassVar[bool] = False
+    # what to change in this stage's parameters when its working memory does not fit (compressor.plan)
+    memory_hint: ClassVar[str] = ""
 
     def check_config(self, config) -> None:
         """Raise ValueError when these parameters cannot apply to a model with this config."""
@@ -36,6 +39,22 @@ class StageParams(Strict):
     def planned_config(self, config):
         """The config this stage will leave (so later stages are checked against it); default unchanged."""
         return config
+
+    def working_memory(self, before: ModelShape, after: ModelShape, device_type: str) -> dict[str, int]:
+        """Bytes this stage needs while it runs beyond the weights held (named parts, for compressor.plan):
+        `before` the model it receives, `after` the one `planned_config` says it leaves, `device_type` where
+        it runs (cpu, cuda). Freed tensors are counted as still held: the allocators (glibc's, torch's CUDA
+        cache) mostly keep what a process once used."""
+        return {}
+
+    def weights_after(self, shape: ModelShape, held: int) -> int:
+        """Bytes of the weights this stage leaves in memory and writes (`held` before it); a quantized model
+        holds fewer. Dtype and shape changes go through `planned_config` instead."""
+        return held
+
+    def offload_problem(self) -> str | None:
+        """Why this stage cannot run on a model whose weights accelerate offloads (model.device_map), or None."""
+        return None
 
     def check_prompts(self, before, after, prompts) -> list[str]:
         """With `checks_prompts`: raise ValueError when the planned config `after` (from `before`) cannot run the
@@ -59,6 +78,15 @@ class StageContext:
     def artifact(self, name: str, data, in_model: bool = True) -> None:
         """Ask the pipeline to write `data` as `model/<name>` (or `<output>/<name>` when not `in_model`)."""
         self.artifacts[name] = (data, in_model)
+
+
+def check_offloaded(stages) -> None:
+    """Raise ValueError naming the first stage that cannot run on a model with offloaded weights."""
+    for index, params in enumerate(stages):
+        problem = params.offload_problem()
+        if problem:
+            raise ValueError(f"stages[{index}] ({params.stage}): not supported with model.device_map offloading "
+                             f"weights: {problem}")
 
 
 def check_stage_order(stages) -> None:

@@ -13,6 +13,7 @@ from compressor.cli.evaluate import evaluate
 from compressor.cli.export import export
 from compressor.cli.importance import importance
 from compressor.cli.package import package
+from compressor.cli.plan import plan
 from compressor.cli.prompt import prompt_group
 from compressor.cli.recipes import recipes
 from compressor.cli.report import report_command
@@ -34,7 +35,7 @@ def cli():
     """
 
 
-for command in (apply, evaluate, package, bench, report_command, recipes, check, importance, export, prompt_group,
+for command in (apply, plan, evaluate, package, bench, report_command, recipes, check, importance, export, prompt_group,
                 sweep, sweep_baseline):
     cli.add_command(command)
 

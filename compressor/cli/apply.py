@@ -27,10 +27,13 @@ from compressor.core.errors import UserError
               help="Also record the source's local path in model/compressor.json (it travels in submit.zip).")
 @click.option("--log-samples", "samples_dir", type=click.Path(path_type=Path), default=None,
               help="Write every evaluation request's prompt and answer to DIR/<model|baseline>/<task>.jsonl.")
+@click.option("--memory", default=None, metavar="SIZE",
+              help="Memory the run may use on its device (e.g. 24GB); the plan refuses a run that needs more "
+                   "(default: what the device has).")
 @mlflow_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def apply(recipe_file, model_id, out_dir, force, allow_pickle, no_eval, fresh_baseline, suite, runtime, limit, overrides,
-          record_source_path, samples_dir, use_mlflow, mlflow_uri, as_json):
+          record_source_path, samples_dir, memory, use_mlflow, mlflow_uri, as_json):
     """Apply RECIPE_FILE (a path, or a gallery name such as fp16): load, run the stages, write OUT/model,
     then evaluate and report.
 
@@ -40,6 +43,7 @@ def apply(recipe_file, model_id, out_dir, force, allow_pickle, no_eval, fresh_ba
       compressor apply recipes/drop-layers.yaml --model ./EXAONE-4.0-1.2B --out out/drop --force
       compressor apply w8a8 --runtime torch --suite quick --set stages[0].dtype=float16
     """
+    from compressor.core.sizes import parse_size
     from compressor.pipeline import apply_recipe
     from compressor.recipe import load_recipe
     from compressor.reports.report import rich_table
@@ -49,6 +53,7 @@ def apply(recipe_file, model_id, out_dir, force, allow_pickle, no_eval, fresh_ba
     flags = [f"eval.{key}={json.dumps(value)}" for key, value in (("suite", suite), ("runtime", runtime), ("limit", limit))
              if value is not None]
     recipe = load_recipe(recipe_file, [*overrides, *flags])
+    budget = parse_size(memory, "--memory") if memory is not None else None
     if model_id is not None:
         if not model_id.strip():
             raise UserError("--model: an empty model id (expected builtin:NAME, a model folder, or a hub id)")
@@ -63,7 +68,7 @@ def apply(recipe_file, model_id, out_dir, force, allow_pickle, no_eval, fresh_ba
     report = apply_recipe(recipe, str(recipe_file), out_dir=out_dir, force=force,
                           evaluate=False if no_eval else None, progress=progress,
                           fresh_baseline=fresh_baseline, samples_dir=samples_dir,
-                          record_source_path=record_source_path)
+                          record_source_path=record_source_path, memory=budget)
     if use_mlflow:
         log_mlflow(report, Path(report["output"]), mlflow_uri, progress)
 

@@ -1,6 +1,6 @@
 """`drop_layers`: remove whole decoder layers, by index, from one end, or ranked on calibration text."""
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -12,6 +12,7 @@ from compressor.stages import StageParams, register
 class DropLayersParams(StageParams):
     stage: Literal["drop_layers"]
     changes_layers = True
+    memory_hint: ClassVar[str] = "a shorter calibration.seq_len"
     layers: list[int] | None = Field(None, description="explicit layer indices to drop")
     count: int | None = Field(None, gt=0, description="how many layers to drop")
     from_: Literal["top", "bottom"] | None = Field(None, alias="from", description="top = last layers")
@@ -52,6 +53,13 @@ class DropLayersParams(StageParams):
         config.num_hidden_layers -= len(self.layers) if self.layers is not None else self.count
         return config
 
+    def working_memory(self, before, after, device_type: str) -> dict[str, int]:
+        if self.by is None:
+            return {}
+        calibration = self.calibration
+        return {"layer states (fp32, one window)": (before.num_layers + 1) * calibration.seq_len * before.hidden * 4,
+                "calibration forward": before.forward_bytes(1, calibration.seq_len)}
+
 
 def choose_layers(model, tokenizer, params: DropLayersParams, adapter) -> tuple[list[int], dict]:
     total = len(adapter.decoder_layers(model))
@@ -62,7 +70,8 @@ def choose_layers(model, tokenizer, params: DropLayersParams, adapter) -> tuple[
         return list(range(total - n, total)), {}
     if params.from_ == "bottom":
         return list(range(n)), {}
-    states = layer_importance.layer_states(model, adapter, calibration_windows(tokenizer, params.calibration))
+    # one window's states at a time (all of them would be windows x layers x seq_len x hidden floats)
+    states = layer_importance.iter_layer_states(model, adapter, calibration_windows(tokenizer, params.calibration))
     if params.by == "angular":
         distances = layer_importance.angular_block_distances(states, n)
         start = min(range(len(distances)), key=distances.__getitem__)

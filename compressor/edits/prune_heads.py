@@ -13,7 +13,7 @@ q/k/v rows and o_proj columns are sliced per head; EXAONE-4's QK-norm weights ha
 are shared by all heads, so they stay as they are; `head_dim` is written to the config explicitly.
 """
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -27,6 +27,7 @@ from compressor.stages import StageParams, register
 class PruneHeadsParams(StageParams):
     stage: Literal["prune_heads"]
     changes_layers = True  # head indices shift: an earlier evaluator_heads stage would name the wrong heads
+    memory_hint: ClassVar[str] = "a shorter calibration.seq_len"
     keep: int | None = Field(None, gt=0, description="query heads to keep in every layer")
     keep_fraction: float | None = Field(None, gt=0, le=1,
                                         description="or: this share of the heads, rounded to a valid count")
@@ -64,6 +65,10 @@ class PruneHeadsParams(StageParams):
         config.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         config.num_attention_heads = keep
         return config
+
+    def working_memory(self, before, after, device_type: str) -> dict[str, int]:
+        return {"calibration forward": before.forward_bytes(1, self.calibration.seq_len),
+                "sliced weights": after.weights_bytes}
 
 
 def choose_heads(head_scores, group_scores, heads: int, kv: int, keep: int, gqa: str, by: str) -> list[int]:

@@ -5,7 +5,7 @@ averaged over tokens, L2 over calibration windows (compressor.edits.importance).
 rows of the kept neurons, down_proj the matching columns.
 """
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -19,6 +19,7 @@ from compressor.stages import StageParams, register
 
 class PruneMlpParams(StageParams):
     stage: Literal["prune_mlp"]
+    memory_hint: ClassVar[str] = "a shorter calibration.seq_len"
     intermediate_size: int | None = Field(None, gt=0, description="MLP neurons to keep in every layer")
     intermediate_fraction: float | None = Field(None, gt=0, le=1, description="or: this share of the neurons")
     round_to: int = Field(64, gt=0, description="a fraction is rounded to a multiple of this (GPU-friendly sizes)")
@@ -36,6 +37,10 @@ class PruneMlpParams(StageParams):
     def planned_config(self, config):
         config.intermediate_size = self.target(config)
         return config
+
+    def working_memory(self, before, after, device_type: str) -> dict[str, int]:
+        return {"calibration forward": before.forward_bytes(1, self.calibration.seq_len),
+                "sliced weights": after.weights_bytes}
 
 
 def kept_neurons(scores: torch.Tensor, size: int) -> list[int]:

@@ -19,7 +19,7 @@ follows to absorb the weight), and for tied embeddings folding the final norm in
 """
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -33,6 +33,7 @@ from compressor.stages import StageParams, register
 
 class ReduceHiddenParams(StageParams):
     stage: Literal["reduce_hidden"]
+    memory_hint: ClassVar[str] = "a shorter calibration.seq_len"
     hidden_size: int | None = Field(None, gt=0, description="hidden channels to keep")
     hidden_fraction: float | None = Field(None, gt=0, le=1, description="or: this share of the channels")
     round_to: int = Field(32, gt=0, description="a fraction is rounded to a multiple of this")
@@ -53,6 +54,10 @@ class ReduceHiddenParams(StageParams):
         config.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         config.hidden_size = self.target(config)
         return config
+
+    def working_memory(self, before, after, device_type: str) -> dict[str, int]:
+        return {"calibration forward": before.forward_bytes(1, self.calibration.seq_len),
+                "sliced weights": after.weights_bytes}
 
 
 def norm_scale(energy: torch.Tensor, kept: list[int]) -> float:

@@ -7,16 +7,21 @@ pruned models (arXiv 2407.14679, Sec. 2.4 / 2408.11796: logit-only KD), plus an 
 last hidden state (through a least-squares-initialised linear map when the widths differ).
 Text: the calibration split of the local corpus, packed into windows; a few documents are held back
 to measure the KD loss before and after. The evaluation splits are refused.
+`method: lora` trains low-rank adapters instead of every weight (LoRA, Hu et al. 2021, arXiv 2106.09685) for
+models whose full fine-tuning does not fit, and merges them before the model is written (compressor/heal/lora.py).
 """
 
+import importlib.util
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from compressor.core.validation import MAX_COUNT, MAX_STEPS, MAX_TOKENS
 from compressor.data.corpus import SPLITS, Corpus, load_corpus
 from compressor.heal.data import EVALUATION_SPLITS, train_and_holdout
 from compressor.heal.loop import distill
+from compressor.heal.lora import INSTALL_HINT, LoraSettings, adapter_parameters, check_targets, merge, wrap
+from compressor.models.adapters import adapter_for
 from compressor.stages import StageParams, register
 
 
@@ -42,6 +47,9 @@ class HealParams(StageParams):
     gradient_checkpointing: bool = False
     train_embeddings: bool = Field(True, description="false: freeze embeddings / tied head (saves their gradient "
                                                      "and optimizer memory)")
+    method: Literal["full", "lora"] = Field("full", description="full: train every weight; lora: train low-rank "
+                                                                "adapters on the projections, merged after")
+    lora: LoraSettings | None = Field(None, description="LoRA settings (method lora; defaults when left out)")
 
     @field_validator("split")
     @classmethod
@@ -52,10 +60,54 @@ class HealParams(StageParams):
             raise ValueError(f"split {value!r} is read by the evaluation; heal on another split (e.g. calibration)")
         return value
 
+    @model_validator(mode="after")
+    def _lora_needs_method_lora(self):
+        if self.lora is not None and self.method != "lora":
+            raise ValueError("`lora:` settings apply to `method: lora` (this stage has method full)")
+        return self
+
+    memory_hint: ClassVar[str] = ("method: lora (adapters only get gradients and AdamW state), "
+                                  "gradient_checkpointing: true, a smaller batch or seq_len")
+
+    def working_memory(self, before, after, device_type: str) -> dict[str, int]:
+        """AdamW training of the student beside the frozen teacher (held by the pipeline)."""
+        if self.method == "lora":
+            settings = self.lora or LoraSettings()
+            wanted = set(settings.target_modules or ())
+            trainable = sum(settings.rank * (lin.in_features + lin.out_features) for layer in before.layer_linears
+                            for lin in layer if not wanted or lin.name.split(".")[-1] in wanted)
+            upcast = 0  # the adapters train in fp32, the frozen base stays as it is
+            # merging rebuilds each targeted weight, and safe_merge first tries it on a copy
+            merge = 2 * before.linear_params() * before.bytes_per_param
+        else:
+            frozen = 0 if self.train_embeddings else before.embedding_params + before.lm_head_params
+            trainable = before.params - frozen
+            upcast = before.params * 4 if before.dtype != "float32" else 0  # fp32 master weights
+        width = 2 if self.autocast == "bf16" or (self.autocast == "auto" and device_type == "cuda") else 4
+        logits = self.batch * self.seq_len * before.vocab * 4
+        parts = {"gradients and AdamW state": trainable * 4 * 3,
+                 "saved activations": before.training_activation_bytes(self.batch, self.seq_len, width,
+                                                                       self.gradient_checkpointing),
+                 # student and teacher logits, both log-softmaxes and the logits' gradient (fp32)
+                 "logits": 5 * logits}
+        if upcast:
+            parts["fp32 master weights"] = upcast
+        if self.method == "lora":
+            parts["merge"] = merge
+        return parts
+
+    def offload_problem(self) -> str | None:
+        return ("training would change onloaded copies that the next onload replaces; give model.max_memory room "
+                "for the whole model, or leave device_map out")
+
     def check_config(self, config) -> None:
         positions = getattr(config, "max_position_embeddings", None)
         if positions and self.seq_len > positions:
             raise ValueError(f"seq_len {self.seq_len} > the model's {positions} positions")
+        if self.method == "lora":
+            if importlib.util.find_spec("peft") is None:
+                raise ValueError(f"method lora needs peft, which is not installed: {INSTALL_HINT}")
+            check_targets(self.lora or LoraSettings(), adapter_for(config))
 
 
 @register(HealParams)
@@ -65,7 +117,19 @@ def heal(model, tokenizer, params: HealParams, ctx):
     train, holdout = train_and_holdout(tokenizer, load_corpus(params.split, corpus=params.corpus), params.seq_len, params.holdout,
                                        params.seed)
     device = next(model.parameters()).device
+    if params.method == "lora":
+        return _heal_lora(model, train, holdout, params, ctx, device)
     frozen = () if params.train_embeddings else (ctx.adapter.embed_tokens(model).weight,
                                                  ctx.adapter.lm_head(model).weight)
-    ctx.record(**distill(model, ctx.teacher, train, holdout, params, device, ctx.progress, frozen))
+    ctx.record(method="full", **distill(model, ctx.teacher, train, holdout, params, device, ctx.progress, frozen))
     return model
+
+
+def _heal_lora(model, train, holdout, params: HealParams, ctx, device):
+    settings = params.lora or LoraSettings()
+    wrapped = wrap(model, ctx.adapter, settings, params.seed)
+    adapters = adapter_parameters(wrapped)
+    result = distill(wrapped, ctx.teacher, train, holdout, params, device, ctx.progress, trainable=adapters)
+    ctx.record(method="lora", rank=settings.rank, alpha=settings.alpha, lora_params=sum(p.numel() for p in adapters),
+               **result)
+    return merge(wrapped)

@@ -1,16 +1,22 @@
 """Model sources: `builtin:NAME`, a local Hugging Face folder, or a hub id; device and dtype choice."""
 
 import hashlib
+import os
 import re
+import shutil
+import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
 from compressor.core.errors import UserError
 from compressor.core.progress import counting, quiet
+from compressor.core.sizes import size_in_bytes
 from compressor.models.builtin import materialize_builtin
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt", ".jinja", ".py")
+CUDA_KEY = re.compile(r"^(cuda:)?(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -103,15 +109,120 @@ def load_config(source: ModelSource, trust_remote_code: bool = False):
                         f"({type(error).__name__}: {message})") from None
 
 
-def load_model(path: Path, device, dtype="auto", trust_remote_code: bool = False):
-    """Load model and tokenizer with the stock transformers loaders, in eval mode, on `device`."""
+def memory_device(key):
+    """A `max_memory` key as accelerate names the device: "cpu", "mps" or a CUDA index (0, "0", "cuda:0" -> 0)."""
+    if isinstance(key, int) and not isinstance(key, bool) and key >= 0:
+        return key
+    if key in ("cpu", "mps"):
+        return key
+    match = CUDA_KEY.match(key) if isinstance(key, str) else None
+    if match is None:
+        raise ValueError("not a device (expected cpu, mps, a CUDA index 0, 1, .. or cuda:N)")
+    return int(match.group(2))
+
+
+def memory_entry(entry) -> int:
+    """One `max_memory` entry, paired with its key by the recipe (so an error names the entry): its bytes."""
+    key, size = entry
+    memory_device(key)
+    return size_in_bytes(size)
+
+
+def check_offload_folder(folder: Path) -> None:
+    """The folder (or, if it does not exist yet, the nearest existing one above it) is a writable folder."""
+    existing = Path(folder).expanduser()
+    try:
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise ValueError(f"{existing} exists and is not a folder")
+    except OSError as error:
+        raise ValueError(f"not a usable path ({error.strerror})") from None
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{existing} is not writable")
+
+
+def check_memory_devices(max_memory: dict | None, where: str = "model.max_memory") -> None:
+    """Every device `max_memory` names exists on this machine (known only here, not where the recipe was written)."""
+    if not max_memory:
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for key in max_memory:
+        if isinstance(key, int) and key >= count:
+            raise UserError(f"{where}.{key}: no CUDA device {key} (this machine has {count})")
+        if key == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise UserError(f"{where}.mps: this machine has no MPS (Apple GPU) backend")
+
+
+def load_model(path: Path, device, dtype="auto", trust_remote_code: bool = False, device_map: str | None = None,
+               max_memory: dict | None = None, offload_folder: Path | None = None):
+    """Load model and tokenizer with the stock transformers loaders, in eval mode, on `device`.
+
+    With `device_map` (auto / sequential), accelerate places what fits `max_memory` and offloads the rest, to the
+    CPU and then to disk in a fresh folder inside `offload_folder` (default: the system's temporary folder),
+    removed when the model is freed or the process ends.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from compressor.models.offload import is_offloaded, own_cpu_tensors
+
     kwargs = dict(dtype=dtype, trust_remote_code=trust_remote_code, low_cpu_mem_usage=True)
-    if device.type == "cuda":
+    folder = None
+    if device_map is not None:
+        if offload_folder is not None:
+            Path(offload_folder).mkdir(parents=True, exist_ok=True)
+        folder = tempfile.mkdtemp(prefix="compressor-offload-", dir=offload_folder)
+        kwargs.update(device_map=device_map, max_memory=max_memory, offload_folder=folder, offload_state_dict=True)
+    elif device.type == "cuda":
         kwargs["device_map"] = {"": device.index or 0}
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    if device.type != "cuda":
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except BaseException as error:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+            if "device disk is invalid" in str(error):  # transformers, when nothing fits anywhere but on disk
+                raise UserError(f"model.max_memory {max_memory}: nothing fits in it, not even the first layer; "
+                                "allow more memory") from None
+        raise
+    if folder is not None:
+        weakref.finalize(model, shutil.rmtree, folder, ignore_errors=True)
+        if is_offloaded(model):
+            own_cpu_tensors(model)
+    elif device.type != "cuda":
         model = model.to(device)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     return model.eval(), tokenizer
+
+
+def load_teacher(path: Path, device, dtype="auto", trust_remote_code: bool = False, **offload):
+    """The source loaded again, frozen (eval mode, no gradients): the heal stage's teacher when the student is
+    placed by `device_map` (a deep copy of an offloaded model would onload it whole); `offload` as load_model's."""
+    model, _ = load_model(path, device, dtype, trust_remote_code, **offload)
+    return model.requires_grad_(False)
+
+
+def offload_options(spec) -> dict:
+    """load_model's offload arguments from a recipe's `model:` (empty without device_map)."""
+    if spec.device_map is None:
+        return {}
+    return {"device_map": spec.device_map, "max_memory": spec.max_memory, "offload_folder": spec.offload_folder}
+
+
+def config_only(model_id: str, revision: str | None = None, trust_remote_code: bool = False):
+    """(config, folder or None) without the weights: a hub id fetches config.json alone (for plans of models
+    this machine does not hold)."""
+    if not model_id.startswith("builtin:") and not Path(model_id).expanduser().exists() and HUB_ID.match(model_id):
+        from huggingface_hub import hf_hub_download
+
+        try:
+            folder = Path(hf_hub_download(model_id, "config.json", revision=revision)).parent
+        except Exception as error:  # offline, gated, missing: one line for the user
+            raise UserError(f"model {model_id!r}: could not fetch its config.json ({type(error).__name__}: "
+                            f"{' '.join(str(error).split())[:200]})") from None
+        return load_config(ModelSource(model_id, folder, "hub"), trust_remote_code), None
+    source = resolve_source(model_id, revision)
+    if not (source.path / "config.json").is_file():
+        raise UserError(f"{source.path}: not a Hugging Face model folder (no config.json)")
+    return load_config(source, trust_remote_code), source.path

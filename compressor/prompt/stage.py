@@ -4,7 +4,7 @@ The model is returned unchanged; the stage leaves `prompt_compressor.json` in th
 folder and `prompt_heads.png` (the score heatmap) beside it, through `ctx.artifact`.
 """
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -18,6 +18,7 @@ from compressor.stages import StageParams, register
 
 class EvaluatorHeadsParams(StageParams):
     stage: Literal["evaluator_heads"]
+    memory_hint: ClassVar[str] = "a smaller probe_tokens"
     depends_on_layers = True
     heads: int | None = Field(None, gt=0, description="evaluator heads to keep, at most the model's heads per layer "
                               "(default: 8, or every head of a model with fewer)")
@@ -53,6 +54,10 @@ class EvaluatorHeadsParams(StageParams):
         if self.max_layer is not None and self.max_layer >= config.num_hidden_layers:
             raise ValueError(f"max_layer {self.max_layer} >= the model's num_hidden_layers {config.num_hidden_layers} "
                              f"(layers are numbered from 0)")
+
+    def working_memory(self, before, after, device_type: str) -> dict[str, int]:
+        # each probe's forward computes every layer's attention over probe_tokens (scores of one layer at a time)
+        return {"probe forward": before.forward_bytes(1, self.probe_tokens, 4)}
 
 
 @register(EvaluatorHeadsParams)
