@@ -77,8 +77,10 @@ class HealParams(StageParams):
             trainable = sum(settings.rank * (lin.in_features + lin.out_features) for layer in before.layer_linears
                             for lin in layer if not wanted or lin.name.split(".")[-1] in wanted)
             upcast = 0  # the adapters train in fp32, the frozen base stays as it is
-            # merging rebuilds each targeted weight, and safe_merge first tries it on a copy
-            merge = 2 * before.linear_params() * before.bytes_per_param
+            # merging rebuilds each targeted weight, and safe_merge first tries it on a copy; on the CPU the freed
+            # originals stay in the process (measured), on a GPU torch's cache reuses them layer after layer
+            merged = before.linear_params() if device_type == "cpu" else before.largest_layer_bytes // before.bytes_per_param
+            merge = 2 * merged * before.bytes_per_param
         else:
             frozen = 0 if self.train_embeddings else before.embedding_params + before.lm_head_params
             trainable = before.params - frozen
