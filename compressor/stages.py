@@ -43,8 +43,7 @@ class StageParams(Strict):
     def working_memory(self, before: ModelShape, after: ModelShape, device_type: str) -> dict[str, int]:
         """Bytes this stage needs while it runs beyond the weights held (named parts, for compressor.plan):
         `before` the model it receives, `after` the one `planned_config` says it leaves, `device_type` where
-        it runs (cpu, cuda). Freed tensors are counted as still held: the allocators (glibc's, torch's CUDA
-        cache) mostly keep what a process once used."""
+        it runs (cpu, cuda). Whether it stays counted in later steps is the planner's business."""
         return {}
 
     def weights_after(self, shape: ModelShape, held: int) -> int:

@@ -6,6 +6,14 @@ import struct
 from pathlib import Path
 
 
+def nearest_existing(path: Path) -> Path:
+    """`path` if it exists, else its nearest existing parent (where a folder still to be made would live)."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def folder_size_mb(folder: Path) -> float:
     """Bytes of the files in `folder` (a link's target is not in the folder: not counted), in MB."""
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file() and not p.is_symlink()) / 2**20

@@ -53,10 +53,9 @@ def _accelerate_weights(model: torch.nn.Module) -> list:
     """The distinct weight stores accelerate's hooks onload from (OffloadedWeightsLoader or dict)."""
     stores = {}
     for module in model.modules():
-        store = getattr(getattr(module, "_hf_hook", None), "weights_map", None)
-        while hasattr(store, "prefix"):  # PrefixedDataset
-            store = store.dataset
-        if store is not None:
+        weights_map = getattr(getattr(module, "_hf_hook", None), "weights_map", None)
+        if weights_map is not None:
+            store, _ = _store(weights_map)
             stores[id(store)] = store
     return list(stores.values())
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compressor.core.errors import UserError
+from compressor.core.files import nearest_existing
 from compressor.core.progress import counting, quiet
 from compressor.core.sizes import size_in_bytes
 from compressor.models.builtin import materialize_builtin
@@ -130,10 +131,8 @@ def memory_entry(entry) -> int:
 
 def check_offload_folder(folder: Path) -> None:
     """The folder (or, if it does not exist yet, the nearest existing one above it) is a writable folder."""
-    existing = Path(folder).expanduser()
     try:
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
+        existing = nearest_existing(Path(folder).expanduser())
         if not existing.is_dir():
             raise ValueError(f"{existing} exists and is not a folder")
     except OSError as error:

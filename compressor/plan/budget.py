@@ -4,6 +4,8 @@ import os
 import shutil
 from pathlib import Path
 
+from compressor.core.files import nearest_existing
+
 
 def available_memory(device_type: str, device_index: int | None = None) -> int | None:
     """Memory this process can grow into: for the CPU what the kernel calls available plus what this process
@@ -22,9 +24,7 @@ def available_memory(device_type: str, device_index: int | None = None) -> int |
 
 def free_disk(folder: Path) -> int | None:
     """Free bytes on the file system that will hold `folder` (its nearest existing parent)."""
-    path = Path(folder).absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
+    path = nearest_existing(Path(folder).absolute())
     try:
         return shutil.disk_usage(path).free
     except OSError:
@@ -32,20 +32,20 @@ def free_disk(folder: Path) -> int | None:
 
 
 def _mem_available() -> int:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    available = _proc_kib("/proc/meminfo", "MemAvailable:")
+    return available if available is not None else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
 def _own_rss() -> int:
+    return _proc_kib("/proc/self/status", "VmRSS:") or 0
+
+
+def _proc_kib(path: str, field: str) -> int | None:
+    """A `FIELD: N kB` line of a /proc file, in bytes; None where there is no such file or line."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return 0
+    return None

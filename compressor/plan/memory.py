@@ -99,9 +99,9 @@ def plan_steps(recipe, shapes: list[ModelShape], device_type: str, evaluate: boo
     source = shapes[0]
     base = {"process": CPU_PROCESS_BYTES if device_type == "cpu" else CUDA_CONTEXT_BYTES,
             "weights": resident_weights(source, source.weights_bytes, resident_limit)}
+    steps = [Step("load", dict(base))]
     if any(params.needs_teacher for params in recipe.stages):
         base["teacher (source copy)"] = base["weights"]
-    steps = [Step("load", {k: v for k, v in base.items() if not k.startswith("teacher")})]
     carried: dict[str, int] = {}
     held = source.weights_bytes
     for index, params in enumerate(recipe.stages):

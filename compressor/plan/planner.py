@@ -41,16 +41,10 @@ def plan_recipe(recipe, config, device, source_dir: Path | None = None, out_dir:
 
 def offload_limit(recipe, device) -> int | None:
     """With `model.device_map` and a `max_memory` entry for the run's device: the weights that stay resident."""
-    if getattr(recipe.model, "device_map", None) is None:
+    if recipe.model.device_map is None:
         return None
-    max_memory = getattr(recipe.model, "max_memory", None) or {}
-    from compressor.core.sizes import parse_size
-
-    key = "cpu" if device.type == "cpu" else device.index or 0
-    for name, value in max_memory.items():
-        if str(name) == str(key) or (device.type == "cuda" and str(name) == f"cuda:{key}"):
-            return value if isinstance(value, int) else parse_size(value, f"model.max_memory.{name}")
-    return None
+    # ModelSpec has already read max_memory into {cpu | mps | CUDA index: bytes}
+    return (recipe.model.max_memory or {}).get("cpu" if device.type == "cpu" else device.index or 0)
 
 
 def vllm_plan(spec, shape, weights: int, budget: int | None) -> dict:
