@@ -396,3 +396,19 @@ def test_artifacts_are_written_inside_the_output_only(tmp_path):
     for bad in ("../escape.json", "/abs.json"):
         with pytest.raises(ValueError, match="plain relative path"):
             write_artifacts({bad: ({}, True)}, tmp_path)
+
+
+@pytest.mark.parametrize("n, n_o", [(300, 16), (5, 16)])
+def test_cheap_evaluator_rows_equal_the_stock_eager_module(tiny_dir, n, n_o):
+    """Queries for the last N_o positions only (keys for all; QK-norm, RoPE or NoPE, sliding window as the
+    stock module applies them) give the stock eager weights to 1e-5, for every layer and head."""
+    ids = torch.randint(3, 259, (1, n), generator=torch.Generator().manual_seed(1))
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
+    adapter = adapter_for(model.config)
+    heads = list(range(model.config.num_attention_heads))
+    for layer in range(model.config.num_hidden_layers):
+        scorer = scorer_from_model(model, adapter, layer, heads, n_o, kernel=4)
+        with torch.no_grad():
+            cheap, stock = scorer.attention_rows(ids), scorer.attention_rows_stock(ids)
+        assert cheap.shape == stock.shape == (len(heads), min(n, n_o), n)
+        assert (cheap - stock).abs().max() < 1e-5, (layer, (cheap - stock).abs().max())

@@ -3,6 +3,7 @@
 Edits are written once against this interface; family differences live here only.
 """
 
+import importlib
 from dataclasses import dataclass
 
 from torch import nn
@@ -20,6 +21,8 @@ class ArchitectureAdapter:
     # per-head norms on q and k, in that order (EXAONE-4 QK-norm); shared across heads, width head_dim
     qk_norm_names: tuple[str, ...] = ()
     pre_norm: bool = True
+    # hybrid models with a sliding window leave their global (full-attention) layers without RoPE (EXAONE-4)
+    global_layers_nope: bool = False
     # optimum-onnx has no ONNX config for this family: export it with the one of this model type (same
     # inputs, outputs and KV-cache layout; the family's own layers are traced from its modeling code)
     onnx_config_like: str | None = None
@@ -90,6 +93,26 @@ class ArchitectureAdapter:
         """
         return getattr(attention, self.qk_norm_names[0]) if self.qk_norm_names else None
 
+    def key_norm(self, attention: nn.Module) -> nn.Module | None:
+        """The per-head norm applied to keys after k_proj and before RoPE (EXAONE-4's QK-norm), else None."""
+        return getattr(attention, self.qk_norm_names[1]) if self.qk_norm_names else None
+
+    def rotary_applies(self, config, index: int) -> bool:
+        """Whether layer `index`'s attention rotates queries and keys (as its stock module decides)."""
+        if self.global_layers_nope and getattr(config, "sliding_window", None) is not None:
+            return self.layer_type(config, index) == "sliding_attention"
+        return True
+
+    def sliding_window(self, config, index: int) -> int | None:
+        """Keys a query of layer `index` sees (itself included), or None for full causal attention."""
+        if self.layer_type(config, index) == "sliding_attention":
+            return getattr(config, "sliding_window", None)
+        return None
+
+    def rotary_function(self, attention: nn.Module):
+        """The family's own `apply_rotary_pos_emb(q, k, cos, sin)`, from the module's modeling file."""
+        return importlib.import_module(type(attention).__module__).apply_rotary_pos_emb
+
     def attention_input_norm(self, layer: nn.Module) -> nn.Module:
         """What a decoder layer applies to its input before self-attention (pre-norm), else identity.
 
@@ -155,6 +178,7 @@ ADAPTERS = {
         layer_norm_names=("post_attention_layernorm", "post_feedforward_layernorm"),
         qk_norm_names=("q_norm", "k_norm"),
         pre_norm=False,
+        global_layers_nope=True,
         onnx_config_like="qwen3",  # GQA with explicit head_dim and QK-norm, like EXAONE-4.0
         # Post-norms normalise a block's output, so q/k/v and gate/up read the raw residual stream: no
         # norm precedes them to absorb the scales. Only linear-into-linear remains: up_proj's output

@@ -2,12 +2,13 @@
 
 EHPC (Fei et al., arXiv 2501.12959): run the model only up to the evaluator layer L*; a token's
 score is the sum over the evaluator heads of the mean attention it receives from the last N_o
-query positions, smoothed with AvgPool1d (kernel r, stride 1). The layers are the stock
-transformers modules: layers 0..L*-1 in the model's own attention implementation (SDPA), layer
-L*'s attention module in eager mode (real softmax rows, grouped-query heads repeated by the stock
-code, EXAONE-4 QK-norm inside its attention module); of layer L* only what computes the attention
-weights is built and loaded. `load_scorer` reads just those tensors from the
-safetensors files, so memory and time grow with L*+1, not with the model's depth.
+query positions, smoothed with AvgPool1d (kernel r, stride 1). Layers 0..L*-1 are the stock
+transformers modules in the model's own attention implementation (SDPA: no n x n matrix kept);
+at layer L* only the evaluator heads' softmax rows for the last N_o queries are computed
+(`observation.observation_rows`: its query/key projections, QK-norm and RoPE, no values, no MLP),
+which equals the stock eager module's weights (`attention_rows_stock`, kept as the reference).
+`load_scorer` reads just the tensors of layers 0..L* from the safetensors files, so memory and time
+grow with L*+1, not with the model's depth, and linearly with the prompt's length.
 """
 
 import copy
@@ -19,6 +20,7 @@ from torch import nn
 
 from compressor.core.errors import UserError
 from compressor.models.adapters import adapter_for
+from compressor.prompt.observation import observation_rows
 from compressor.prompt.spec import check_matches
 
 
@@ -29,16 +31,11 @@ class EvaluatorHeadScorer(nn.Module):
                  heads: list[int], n_o: int, kernel: int):
         super().__init__()
         self.config = config
-        self.eager_config = copy.copy(config)
-        self.eager_config._attn_implementation = "eager"
         self.adapter = adapter
         self.embed_tokens = embed_tokens
         self.layers = nn.ModuleList(layers)
         self.last_norm = last_norm
-        # eager for this one module (SDPA returns no weights); the layers before keep their implementation.
-        # The module must be the scorer's own (see scorer_from_model): its config is replaced.
-        self.last_attention = last_attention
-        self.last_attention.config = self.eager_config
+        self.last_attention = last_attention  # only its q/k projections (and QK-norm) are used
         self.rotary_emb = rotary_emb
         self.register_buffer("heads", torch.tensor(heads, dtype=torch.long), persistent=False)
         self.n_o = n_o
@@ -58,8 +55,8 @@ class EvaluatorHeadScorer(nn.Module):
             masks["sliding_attention"] = create_sliding_window_causal_mask(**kwargs)
         return masks
 
-    def attention_rows(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Softmax rows of the evaluator heads for the last N_o queries: [len(heads), N_o, n]."""
+    def _evaluator_input(self, input_ids: torch.Tensor):
+        """Layers 0..L*-1 (stock, SDPA): layer L*'s attention input, RoPE tables and positions."""
         n = input_ids.shape[1]
         positions = torch.arange(n, device=input_ids.device)[None]
         hidden = self.embed_tokens(input_ids)
@@ -69,11 +66,25 @@ class EvaluatorHeadScorer(nn.Module):
             hidden = layer(hidden, attention_mask=masks[self.adapter.layer_type(self.config, index)],
                            position_ids=positions, position_embeddings=position_embeddings,
                            cache_position=positions[0])
-        last = len(self.layers)
-        eager_masks = self._masks(self.eager_config, hidden, positions)
-        _, weights = self.last_attention(
-            hidden_states=self.last_norm(hidden), position_embeddings=position_embeddings,
-            attention_mask=eager_masks[self.adapter.layer_type(self.config, last)], cache_position=positions[0])
+        return self.last_norm(hidden), position_embeddings, positions
+
+    def attention_rows(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Softmax rows of the evaluator heads for the last N_o queries: [len(heads), N_o, n]."""
+        hidden, position_embeddings, _ = self._evaluator_input(input_ids)
+        return observation_rows(self.adapter, self.config, len(self.layers), self.last_attention, hidden,
+                                position_embeddings, self.heads, self.n_o).float()
+
+    def attention_rows_stock(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The same rows from the stock attention module in eager mode (all n queries, n x n weights per head):
+        the reference `attention_rows` must equal, and the cost it removes (benchmarks/ehpc_scorer.py)."""
+        hidden, position_embeddings, positions = self._evaluator_input(input_ids)
+        eager_config = copy.copy(self.config)
+        eager_config._attn_implementation = "eager"
+        stock = _attention_twin(self.last_attention, eager_config)
+        masks = self._masks(eager_config, hidden, positions)
+        _, weights = stock(hidden_states=hidden, position_embeddings=position_embeddings,
+                           attention_mask=masks[self.adapter.layer_type(self.config, len(self.layers))],
+                           cache_position=positions[0])
         return weights[0].index_select(0, self.heads)[:, -self.n_o:, :].float()
 
     def raw_scores(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -106,11 +117,10 @@ def _attention_twin(attention: nn.Module, config) -> nn.Module:
 
 
 def scorer_from_model(model, adapter, layer: int, heads: list[int], n_o: int, kernel: int) -> EvaluatorHeadScorer:
-    """A scorer sharing the weights of an in-memory causal LM (which it does not modify)."""
+    """A scorer sharing the weights (and modules) of an in-memory causal LM, which it does not modify."""
     layers = adapter.decoder_layers(model)
-    attention = _attention_twin(adapter.attention(layers[layer]), model.config)
     return EvaluatorHeadScorer(model.config, adapter, adapter.embed_tokens(model), list(layers[:layer]),
-                               adapter.attention_input_norm(layers[layer]), attention,
+                               adapter.attention_input_norm(layers[layer]), adapter.attention(layers[layer]),
                                adapter.rotary_embedding(model), heads, n_o, kernel)
 
 
