@@ -57,7 +57,10 @@ def child(folder: str, mode: str, n: int, repeats: int) -> dict:
     ids = _prompt_ids(AutoTokenizer.from_pretrained(model_dir), n)
     if mode == "forward":
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa").eval()
-        run = lambda: model(ids, logits_to_keep=1, use_cache=False)  # noqa: E731
+        # with the tokenizer's all-ones attention_mask, as a prefill gets it: transformers then lets SDPA run
+        # is_causal (no mask); without one it builds an explicit n x n mask and SDPA takes a slower kernel
+        mask = torch.ones_like(ids)
+        run = lambda: model(ids, attention_mask=mask, logits_to_keep=1, use_cache=False)  # noqa: E731
         layers = model.config.num_hidden_layers
     else:
         scorer = load_scorer(model_dir, spec)
