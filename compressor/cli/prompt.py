@@ -140,3 +140,55 @@ def compress(folder, input_file, rate, target_tokens, question, force_keep, meth
         where = "" if runtime == "torch" else f" ({runtime})"
         _echo_err(f"{result.method}{where}: {result.tokens_in} -> {result.tokens_out} tokens "
                   f"(budget {result.budget}) in {result.seconds:.2f} s")
+
+
+@prompt_group.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--upstream", required=True,
+              help="Base URL of the OpenAI-compatible server to forward to (vLLM), without /v1.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on (0: any free one).")
+@click.option("--rate", type=float, default=None, help="Share of tokens to keep, in (0, 1] (default: the folder's).")
+@click.option("--min-tokens", type=int, default=1024, show_default=True,
+              help="Compress prompts of at least this many tokens; shorter ones go upstream unchanged.")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda, cuda:N.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
+              help="Dtype of the scoring model.")
+def serve(folder, upstream, host, port, rate, min_tokens, device, dtype):
+    """Serve an OpenAI-compatible proxy in front of UPSTREAM that compresses long prompts with FOLDER's heads.
+
+    POST /v1/chat/completions (the last user message) and /v1/completions (a string prompt) of at least
+    --min-tokens tokens are compressed, the final sentence kept verbatim as the question; everything else goes
+    upstream byte for byte. Responses carry x-compressor-tokens-before, -tokens-after and -ms headers. A request
+    may mark its question, rate or opt-out: "compressor": {"question": "...", "rate": 0.25, "skip": true}
+    (removed before forwarding), or the header X-Compressor-Question.
+
+    \b
+    Example:
+      vllm serve out/fp16/model --port 8001 &
+      compressor prompt serve out/fp16 --upstream http://127.0.0.1:8001 --port 8000 --rate 0.25
+    """
+    from compressor.prompt.commands import load_compressor
+    from compressor.prompt.spec import read_spec
+
+    try:
+        from compressor.prompt.serve import bind, check_upstream, create_app
+        from compressor.prompt.serve import serve as run_server
+    except ImportError as error:  # fastapi, httpx, uvicorn: the `serve` extra
+        raise UserError(f"`prompt serve` needs {error.name or error}: pip install -e '.[serve]' "
+                        f"(or pip install -r requirements.txt)") from None
+
+    if rate is not None and not 0 < rate <= 1:
+        raise UserError(f"--rate {rate}: must be in (0, 1]")
+    if min_tokens < 1:
+        raise UserError(f"--min-tokens {min_tokens}: must be at least 1")
+    read_spec(folder)  # no prompt_compressor.json: say so before contacting anything
+    check_upstream(upstream)
+    sock = bind(host, port)
+    compressor = load_compressor(folder, "ehpc", "torch", device, dtype)
+    rate = rate if rate is not None else compressor.default_rate
+    app = create_app(compressor, upstream, rate, min_tokens)
+    where = sock.getsockname()
+    _echo_err(f"compressor prompt serve: listening on http://{host}:{where[1]}, forwarding to {upstream.rstrip('/')} "
+              f"(rate {rate:g} for prompts of {min_tokens}+ tokens)")
+    run_server(app, sock)
