@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/ehpc.py --quick                 # 1 item per kind, 1k-1.5k tokens
     .venv/bin/python benchmarks/ehpc.py --per-kind 10           # 30 items, 1k-4k tokens (slow on a CPU)
+    .venv/bin/python benchmarks/ehpc.py --per-kind 5 --language both   # 15 English + 15 Korean items
+    .venv/bin/python benchmarks/ehpc.py --per-kind 1 --language both --methods ehpc,ehpc+passages --rates 0.25
     .venv/bin/python benchmarks/ehpc.py --ehpc-dir out/ehpc --json results.json
     .venv/bin/python benchmarks/ehpc.py --ehpc-dir out/l20 --ehpc-dir out/l13 --methods ehpc,llmlingua  # L* side by side
 
@@ -12,9 +14,13 @@ item is right when the answer string appears in the first 12 generated tokens. E
 the context with the question appended (protected) and a budget of rate x its tokens, at rates 1/2,
 1/4, 1/10; its compression latency is the wall time of each `compress` call. Without --ehpc-dir the
 evaluator heads are discovered once on the bundled SmolLM2 (cached under $COMPRESSOR_HOME/bench).
-Prints accuracy per method and rate, kept-token ratios, median latency, and whether EHPC meets its
-goals (accuracy >= LLMLingua's and LongLLMLingua's at every rate, >= 10x faster). With several
---ehpc-dir (e.g. discovered with different --max-layer) each is its own method, "ehpc-L<L*>".
+"ehpc+passages" is EHPC with `coarse="passages", reorder=True` (LongLLMLingua's coarse-to-fine over EHPC's
+scores, compressor/prompt/passages.py), "ehpc+passages-inorder" the same without reordering. Korean items
+(`--language ko|both`) are asked in Korean, the question before and after the context, "답:" and the
+answer prefix primed. Prints per language accuracy per method and rate, kept-token ratios, median
+latency, and the goal: EHPC (with or without passages) >= LongLLMLingua's accuracy at every rate at
+>= 5x its speed. With several --ehpc-dir (e.g. discovered with different --max-layer) each is its own
+method, "ehpc-L<L*>" (and "ehpc-L<L*>+passages").
 """
 
 import argparse
@@ -29,8 +35,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 RATES = (0.5, 0.25, 0.1)
-METHODS = ("ehpc", "llmlingua", "longllmlingua", "random", "ends")
-BASELINES = ("llmlingua", "longllmlingua")  # the goals: EHPC as accurate and >= 10x faster than these
+METHODS = ("ehpc", "ehpc+passages", "llmlingua", "longllmlingua", "random", "ends")
+BASELINES = ("llmlingua", "longllmlingua")  # compared side by side
+GOAL_BASELINE, SPEED_GOAL = "longllmlingua", 5.0  # the goal: EHPC as accurate at every rate, >= 5x faster
+LANGUAGES = ("en", "ko")
+PASSAGE_VARIANTS = {"+passages": {"coarse": "passages", "reorder": True},
+                    "+passages-inorder": {"coarse": "passages", "reorder": False}}
+ANSWER_CUE = {"en": "Answer:", "ko": "답:"}
 
 
 def _tasks_module():
@@ -60,7 +71,7 @@ def ehpc_folder(given: str | None, probe_tokens: int, progress) -> Path:
 
 def prompt_for(item: dict, context: str) -> str:
     q = item["question"]
-    return f"{q}\n\n{context}\n\n{q}\nAnswer: {item['answer_prefix']}"
+    return f"{q}\n\n{context}\n\n{q}\n{ANSWER_CUE[item.get('language', 'en')]} {item['answer_prefix']}"
 
 
 def answer_correct(model, tokenizer, item: dict, context: str, new_tokens: int = 12) -> tuple[bool, str]:
@@ -94,15 +105,36 @@ def scorer_vs_full_model(model, tokenizer, ehpc, item: dict) -> dict:
     return {"tokens": ids.shape[1], **best, "ratio": best["scorer_s"] / best["full_forward_s"]}
 
 
+def variant(method: str) -> tuple[str, dict]:
+    """(the compressor's label, the `compress` options): "ehpc-L7+passages" -> ("ehpc-L7", {coarse, reorder})."""
+    for suffix, options in PASSAGE_VARIANTS.items():
+        if method.endswith(suffix):
+            return method.removesuffix(suffix), options
+    return method, {}
+
+
 def load_methods(methods, folder_of: dict, default: Path, progress) -> dict:
-    """Each method's compressor; an EHPC label ("ehpc", "ehpc-L7") loads EHPC from its own folder."""
+    """Each method's compressor and options; an EHPC label ("ehpc", "ehpc-L7") loads EHPC from its own folder,
+    once for its passage variants too."""
     from compressor.prompt.commands import load_compressor
 
-    loaded = {}
+    compressors, loaded = {}, {}
     for method in methods:
-        progress(f"loading {method}")
-        loaded[method] = load_compressor(folder_of.get(method, default), "ehpc" if is_ehpc(method) else method)
+        base, options = variant(method)
+        if base not in compressors:
+            progress(f"loading {base}")
+            compressors[base] = load_compressor(folder_of.get(base, default), "ehpc" if is_ehpc(base) else base)
+        loaded[method] = (compressors[base], options)
     return loaded
+
+
+def expand_ehpc(methods, labels) -> tuple:
+    """"ehpc" and "ehpc+passages" stand for every EHPC folder's label ("ehpc-L20", "ehpc-L20+passages", ...)."""
+    out = []
+    for method in methods:
+        base, _ = variant(method)
+        out += [label + method.removeprefix(base) for label in labels] if base == "ehpc" else [method]
+    return tuple(out)
 
 
 def by_kind(rows: list[dict]) -> dict:
@@ -111,7 +143,8 @@ def by_kind(rows: list[dict]) -> dict:
 
 
 def is_ehpc(method: str) -> bool:
-    return method == "ehpc" or method.startswith("ehpc-L")
+    base = variant(method)[0]
+    return base == "ehpc" or base.startswith("ehpc-L")
 
 
 def summarize(rows: list[dict], methods, rates) -> dict:
@@ -141,8 +174,26 @@ def summarize(rows: list[dict], methods, rates) -> dict:
                     "baseline_acc": l["accuracy"],
                     "accuracy_goal_met": e["accuracy"] >= l["accuracy"],
                     "speedup": l["latency_s_mean"] / e["latency_s_mean"],
-                    "speed_goal_met": l["latency_s_mean"] >= 10 * e["latency_s_mean"]}
-    return {"table": table, "goals": goals}
+                    "speed_goal_met": l["latency_s_mean"] >= SPEED_GOAL * e["latency_s_mean"]}
+    return {"table": table, "goals": goals, "goal": goal_verdict(goals, methods, rates)}
+
+
+def goal_verdict(goals: dict, methods, rates) -> dict | None:
+    """Met when one EHPC variant is >= LongLLMLingua's accuracy at every rate and >= SPEED_GOAL x faster at each."""
+    variants = {}
+    for ehpc in (m for m in methods if is_ehpc(m)):
+        rows = [goals.get(f"{ehpc} vs {GOAL_BASELINE} rate {rate}") for rate in rates]
+        if all(rows):
+            variants[ehpc] = all(r["accuracy_goal_met"] and r["speed_goal_met"] for r in rows)
+    if not variants:
+        return None
+    return {"baseline": GOAL_BASELINE, "speed": SPEED_GOAL, "variants": variants, "met": any(variants.values())}
+
+
+def summarize_languages(rows: list[dict], methods, rates) -> dict:
+    """`summarize` per language of the items (rows without one are English: runs before Korean items)."""
+    present = [lang for lang in LANGUAGES if any(r.get("language", "en") == lang for r in rows)]
+    return {lang: summarize([r for r in rows if r.get("language", "en") == lang], methods, rates) for lang in present}
 
 
 def _kinds(row: dict) -> str:
@@ -152,11 +203,7 @@ def _kinds(row: dict) -> str:
 def render(summary: dict, methods, rates) -> str:
     plain = summary["table"]["uncompressed"]
     kinds = list(plain["by_kind"])
-    lines = [f"uncompressed accuracy {plain['accuracy']:.3f} ({_kinds(plain)} by kind: {', '.join(kinds)})"]
-    for label, scaling in summary.get("scorer_vs_full_forward", {}).items():
-        lines.append(f"{label} scorer {scaling['scorer_s']:.2f} s vs full forward {scaling['full_forward_s']:.2f} s "
-                     f"on {scaling['tokens']} tokens (ratio {scaling['ratio']:.2f})")
-    lines += ["",
+    lines = [f"uncompressed accuracy {plain['accuracy']:.3f} ({_kinds(plain)} by kind: {', '.join(kinds)})", "",
              f"| method | rate | accuracy | {' / '.join(kinds)} | answer still in the context | kept tokens | "
              f"latency median (s) |", "|---|---|---|---|---|---|---|"]
     for method in methods:
@@ -167,10 +214,24 @@ def render(summary: dict, methods, rates) -> str:
                              f"{row['kept_ratio']:.3f} | {row['latency_s_median']:.3f} |")
     for goal in summary["goals"].values():
         lines.append(f"{goal['ehpc']} vs {goal['baseline']} rate {goal['rate']}: "
-                     f"accuracy {goal['ehpc_acc']:.3f} vs {goal['baseline_acc']:.3f} "
-                     f"({'met' if goal['accuracy_goal_met'] else 'NOT met'}), EHPC {goal['speedup']:.1f}x faster "
-                     f"({'met' if goal['speed_goal_met'] else 'NOT met'})")
+                     f"accuracy {goal['ehpc_acc']:.3f} vs {goal['baseline_acc']:.3f}, "
+                     f"EHPC {goal['speedup']:.1f}x faster")
+    goal = (f"GOAL (EHPC, with or without passages, >= {GOAL_BASELINE}'s accuracy at every rate at "
+            f">= {SPEED_GOAL:g}x its speed)")
+    verdict = summary.get("goal")
+    if verdict:
+        each = ", ".join(f"{v} {'met' if ok else 'not met'}" for v, ok in verdict["variants"].items())
+        lines.append(f"{goal}: {'met' if verdict['met'] else 'NOT met'} ({each})")
+    else:
+        lines.append(f"{goal}: not measured (needs {GOAL_BASELINE} and an EHPC method in --methods)")
     return "\n".join(lines)
+
+
+def render_languages(summaries: dict, methods, rates) -> str:
+    if list(summaries) == ["en"]:
+        return render(summaries["en"], methods, rates)
+    names = {"en": "English", "ko": "Korean"}
+    return "\n\n".join(f"## {names[lang]}\n\n{render(summary, methods, rates)}" for lang, summary in summaries.items())
 
 
 def summarize_file(path: Path) -> tuple[dict, tuple, tuple]:
@@ -181,7 +242,7 @@ def summarize_file(path: Path) -> tuple[dict, tuple, tuple]:
         rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     methods = tuple(dict.fromkeys(r["method"] for r in rows if r["method"] != "none"))
     rates = tuple(dict.fromkeys(r["rate"] for r in rows if r["method"] != "none"))
-    return summarize(rows, methods, rates), methods, rates
+    return summarize_languages(rows, methods, rates), methods, rates
 
 
 def main() -> None:
@@ -196,6 +257,8 @@ def main() -> None:
     parser.add_argument("--rates", default=",".join(map(str, RATES)))
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--language", choices=(*LANGUAGES, "both"), default="en",
+                        help="English items, Korean items, or both (the same number of each) in one run")
     parser.add_argument("--json", dest="json_file", default=None, help="write every row and the summary here")
     parser.add_argument("--rows", dest="rows_file", default=None,
                         help="append each row to this JSONL file as it is measured (inspect long runs early)")
@@ -203,7 +266,7 @@ def main() -> None:
                         help="print the tables of an earlier run (its --rows JSONL or --json file); runs nothing")
     args = parser.parse_args()
     if args.summarize:
-        print(render(*summarize_file(Path(args.summarize))))
+        print(render_languages(*summarize_file(Path(args.summarize))))
         return
     if args.quick:
         args.per_kind, args.min_tokens, args.max_tokens, args.probe_tokens = 1, 1024, 1536, 1024
@@ -229,16 +292,19 @@ def main() -> None:
         sys.exit("error: two --ehpc-dir folders have the same evaluator layer; give folders with different L*")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    items = _tasks_module().make_tasks(tokenizer, args.per_kind, args.min_tokens, args.max_tokens, args.seed)
-    if "ehpc" in methods:
-        at = methods.index("ehpc")
-        methods = methods[:at] + tuple(specs) + methods[at + 1:]
+    languages = LANGUAGES if args.language == "both" else (args.language,)
+    tasks = _tasks_module()
+    items = [item for language in languages
+             for item in tasks.make_tasks(tokenizer, args.per_kind, args.min_tokens, args.max_tokens, args.seed,
+                                          language=language)]
+    methods = expand_ehpc(methods, tuple(specs))
     compressors = load_methods(methods, dict(zip(specs, folders)), folder, progress)
 
     scaling = {}
     for label, spec in specs.items():
-        if label in compressors:
-            scaling[label] = scorer_vs_full_model(model, tokenizer, compressors[label], items[0])
+        loaded = next((c for m, (c, _) in compressors.items() if variant(m)[0] == label), None)
+        if loaded is not None:
+            scaling[label] = scorer_vs_full_model(model, tokenizer, loaded, items[0])
             progress(f"one prompt of {scaling[label]['tokens']} tokens: {label} scorer (layers 0..{spec.layer}) "
                      f"{scaling[label]['scorer_s']:.2f} s, full {spec.model.num_hidden_layers}-layer forward "
                      f"{scaling[label]['full_forward_s']:.2f} s")
@@ -254,23 +320,30 @@ def main() -> None:
     for number, item in enumerate(items, 1):
         progress(f"item {number}/{len(items)} {item['id']} ({item['n_tokens']} tokens, depth {item['depth']})")
         ok, text = answer_correct(model, tokenizer, item, item["context"])
-        record({"id": item["id"], "kind": item["kind"], "method": "none", "rate": 1.0, "correct": ok,
-                "tokens_in": item["n_tokens"], "tokens_out": item["n_tokens"], "seconds": 0.0, "output": text})
-        for method, compressor in compressors.items():
+        language = item["language"]
+        record({"id": item["id"], "kind": item["kind"], "language": language, "method": "none", "rate": 1.0,
+                "correct": ok, "tokens_in": item["n_tokens"], "tokens_out": item["n_tokens"], "seconds": 0.0,
+                "output": text})
+        for method, (compressor, options) in compressors.items():
             for rate in rates:
-                result = compressor.compress(item["context"], rate=rate, question=item["question"])
+                result = compressor.compress(item["context"], rate=rate, question=item["question"], **options)
                 ok, text = answer_correct(model, tokenizer, item, result.context)
-                record({"id": item["id"], "kind": item["kind"], "method": method, "rate": rate, "correct": ok,
-                        "tokens_in": result.tokens_in, "tokens_out": result.tokens_out,
+                record({"id": item["id"], "kind": item["kind"], "language": language, "method": method, "rate": rate,
+                        "correct": ok, "tokens_in": result.tokens_in, "tokens_out": result.tokens_out,
                         "seconds": result.seconds, "answer_kept": item["answer"] in result.context,
                         "output": text})
-    summary = summarize(rows, methods, rates)
-    summary.update({"items": len(items), "per_kind": args.per_kind, "tokens": [args.min_tokens, args.max_tokens],
+    summary = {"languages": summarize_languages(rows, methods, rates)}
+    summary.update({"items": len(items), "per_kind": args.per_kind, "language": args.language,
+                    "tokens": [args.min_tokens, args.max_tokens],
                     "rates": rates, "methods": methods, "seed": args.seed, "seconds": round(time.perf_counter() - started, 1),
                     "specs": {label: {"layer": spec.layer, "heads": spec.heads, "n_o": spec.n_o, "kernel": spec.kernel,
                                       "max_layer": spec.max_layer} for label, spec in specs.items()},
                     "torch_threads": torch.get_num_threads(), "scorer_vs_full_forward": scaling})
-    print(render(summary, methods, rates))
+    for label, one in scaling.items():
+        print(f"{label} scorer {one['scorer_s']:.2f} s vs full forward {one['full_forward_s']:.2f} s "
+              f"on {one['tokens']} tokens (ratio {one['ratio']:.2f})")
+    print(render_languages(summary["languages"], methods, rates))
+    print(f"\n{len(items)} items in {summary['seconds']:.0f} s")
     if args.json_file:
         Path(args.json_file).write_text(json.dumps({"summary": summary, "rows": rows}, indent=2, ensure_ascii=False))
 

@@ -87,11 +87,18 @@ def discover(folder, out, force, heads, n_o, kernel, rate, probe_tokens, max_lay
               help="auto (CUDA when available), cpu, cuda, cuda:N (torch runtime; onnxruntime: auto or cpu).")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
               help="Dtype of the torch scoring model (bfloat16 is faster on CPUs with AVX512-BF16/AMX and on GPUs).")
+@click.option("--coarse", type=click.Choice(["tokens", "passages"]), default=None,
+              help="tokens: the published token-level selection; passages: rank the paragraphs (or documents) "
+                   "by their tokens' scores, keep the best, select words inside them (default: the folder's).")
+@click.option("--reorder/--no-reorder", default=None,
+              help="With --coarse passages: write the kept passages best first (default: the folder's).")
+@click.option("--document-marker", default=None, metavar="TEXT",
+              help="INPUT_FILE holds documents separated by TEXT (the passages of --coarse passages).")
 @click.option("--html", "html_file", type=click.Path(path_type=Path), default=None,
               help="Write a page highlighting the kept words.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (text and token counts) as JSON.")
 def compress(folder, input_file, rate, target_tokens, question, force_keep, method, runtime, device, dtype,
-             html_file, as_json):
+             coarse, reorder, document_marker, html_file, as_json):
     """Compress a prompt (INPUT_FILE, default stdin) with FOLDER's evaluator heads; print the result.
 
     \b
@@ -99,6 +106,8 @@ def compress(folder, input_file, rate, target_tokens, question, force_keep, meth
       compressor prompt compress out/fp16 long.txt --rate 0.25 --question "What is the pass key?"
       cat long.txt | compressor prompt compress out/fp16 --target-tokens 512 --json
       compressor prompt compress out/fp16 long.txt --runtime onnxruntime   # after `compressor export onnx out/fp16`
+      compressor prompt compress out/fp16 long.txt --coarse passages --reorder --question "What is the pass key?"
+      compressor prompt compress out/fp16 docs.txt --coarse passages --document-marker "<doc>" --rate 0.3
     """
     from compressor.prompt.commands import check_compress_args, load_compressor
     from compressor.prompt.compressor import MAX_CHARS
@@ -119,9 +128,18 @@ def compress(folder, input_file, rate, target_tokens, question, force_keep, meth
     except UnicodeDecodeError as error:
         raise UserError(f"{input_file.name}: not UTF-8 text (byte {error.start})") from None
     check_compress_args(text, rate, target_tokens)
+    # passed only when given, so that LLMLingua's compress (which has no such keywords) takes the call too
+    options = {k: v for k, v in (("coarse", coarse), ("reorder", reorder)) if v is not None}
+    if document_marker is not None:
+        if not document_marker:
+            raise UserError("--document-marker: give the text that separates the documents")
+        options["documents"] = text.split(document_marker)
+    if options and method in ("llmlingua", "longllmlingua"):
+        raise UserError(f"--coarse, --reorder and --document-marker apply to ehpc, random and ends; {method} "
+                        f"ranks documents its own way")
     compressor = load_compressor(folder, method, runtime, device, dtype)
-    result = compressor.compress(text, rate=rate, target_tokens=target_tokens, question=question,
-                                 force=list(force_keep))
+    result = compressor.compress(None if "documents" in options else text, rate=rate, target_tokens=target_tokens,
+                                 question=question, force=list(force_keep), **options)
     if html_file:
         from compressor.core.atomic import atomic_file
         from compressor.prompt.html import compression_html

@@ -7,6 +7,10 @@
 Every compressor here (EHPC and the comparison baselines) scores tokens and then shares one
 selection: the budget counts the whole scored prompt (context + separator + question); the
 question, `force` strings and the last N_o tokens are always kept; words are kept whole.
+`coarse="passages"` first ranks and keeps passages (compressor/prompt/passages.py), `reorder=True`
+writes the kept passages best first; the default is the published token-level selection.
+
+    short = pc.compress(documents=[doc1, doc2, doc3], rate=0.25, question=q, coarse="passages", reorder=True)
 """
 
 import time
@@ -16,7 +20,7 @@ from pathlib import Path
 import torch
 
 from compressor.core.errors import UserError
-from compressor.prompt import selection
+from compressor.prompt import passages, selection
 from compressor.prompt.spec import read_spec, spec_folder
 
 MAX_CHARS = 4_000_000  # before tokenizing at all: no prompt a model of 128k positions could take is longer
@@ -66,6 +70,8 @@ class TokenScoringCompressor:
     default_rate = 0.5
     separator = "\n\n"
     max_tokens: int | None = None  # the longest prompt (with its question) the scorer takes: its model's positions
+    default_coarse: str | None = None  # None (the published token-level selection) or "passages"
+    default_reorder = False
 
     def __init__(self, tokenizer):
         if not getattr(tokenizer, "is_fast", False):
@@ -101,10 +107,34 @@ class TokenScoringCompressor:
         keep = selection.select_tokens(self.token_scores(ids), k, self.tail_tokens, protected)
         return ids[0, keep]
 
-    def compress(self, prompt: str, rate: float | None = None, target_tokens: int | None = None,
-                 question: str | None = None, force=()) -> Compression:
-        """Keep whole words of `prompt` up to the token budget; `question` (appended) and `force` strings kept."""
+    def _passage_options(self, coarse: str | None, reorder: bool | None) -> tuple[str, bool]:
+        """(coarse, reorder) as asked, the compressor's defaults where not given."""
+        coarse = (self.default_coarse or "tokens") if coarse is None else coarse
+        if coarse not in passages.COARSE:
+            raise UserError(f"coarse {coarse!r}: one of {', '.join(passages.COARSE)}")
+        if reorder is None:
+            reorder = self.default_reorder and coarse == "passages"
+        if reorder and coarse != "passages":
+            raise UserError("reorder orders passages: it needs coarse passages")
+        return coarse, reorder
+
+    def compress(self, prompt: str | None = None, rate: float | None = None, target_tokens: int | None = None,
+                 question: str | None = None, force=(), coarse: str | None = None, reorder: bool | None = None,
+                 documents=None) -> Compression:
+        """Keep whole words of `prompt` up to the token budget; `question` (appended) and `force` strings kept.
+
+        coarse: "passages" ranks the prompt's paragraphs (or `documents`, joined by blank lines, instead of a
+        prompt) and selects words inside the best; "tokens" the published selection; None the compressor's
+        default. reorder (passages only): kept passages best first. The scores are computed once, on the
+        original order.
+        """
         started = time.perf_counter()
+        coarse, reorder = self._passage_options(coarse, reorder)
+        passage_spans = None
+        if documents is not None:
+            if prompt:
+                raise UserError("give the prompt or its documents, not both")
+            prompt, passage_spans = passages.join_documents(documents)
         if _empty(prompt):
             raise UserError("empty prompt: nothing to compress")
         if rate is None and target_tokens is None:
@@ -118,14 +148,26 @@ class TokenScoringCompressor:
         if question:
             protected.append((len(head), len(source)))
         forced = selection.protected_units(units, protected, self.tail_tokens)
-        scores = selection.unit_scores(units, self.token_scores(ids))
+        token_scores = self.token_scores(ids)
+        scores = selection.unit_scores(units, token_scores)
         cost = units.cost()
-        kept = units.with_attached(selection.select_units(scores, cost, forced, k))
+        method = self.method
+        if coarse == "passages":
+            method += "+passages"
+            chosen = passages.select(units, source, passage_spans or passages.split_passages(prompt), token_scores,
+                                     scores, cost, forced, k)
+            kept = units.with_attached(chosen.kept_units)
+        else:
+            kept = units.with_attached(selection.select_units(scores, cost, forced, k))
         kept_spans = [units.spans[u] for u in kept]
-        text = "".join(source[s:e] for s, e in kept_spans).strip()
         context_end = len(prompt)
-        context = "".join(source[s:min(e, context_end)] for s, e in kept_spans if s < context_end).strip()
-        return Compression(self.method, text, context, question, ids.shape[1], self.count_tokens(text), k,
+        if reorder:
+            context = passages.reordered_context(source, units, kept, chosen.owner, chosen.order)
+            text = self.separator.join(part for part in (context, question) if part)
+        else:
+            text = "".join(source[s:e] for s, e in kept_spans).strip()
+            context = "".join(source[s:min(e, context_end)] for s, e in kept_spans if s < context_end).strip()
+        return Compression(method, text, context, question, ids.shape[1], self.count_tokens(text), k,
                            time.perf_counter() - started, source, kept_spans, scores, units.spans)
 
 
@@ -142,6 +184,8 @@ class PromptCompressor(TokenScoringCompressor):
         self.tail_tokens = spec.n_o
         self.default_rate = spec.defaults.rate
         self.separator = spec.defaults.separator
+        self.default_coarse = spec.defaults.coarse
+        self.default_reorder = spec.defaults.reorder
 
     @classmethod
     def from_pretrained(cls, folder, device: str = "cpu", dtype: torch.dtype = torch.float32) -> "PromptCompressor":

@@ -6,6 +6,7 @@ folder, read by `PromptCompressor.from_pretrained`.
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -19,6 +20,15 @@ FORMAT = "compressor.prompt_compressor/1"
 class Defaults(Strict):
     rate: float = Field(0.5, gt=0, le=1, description="share of prompt tokens kept when neither rate nor target is given")
     separator: str = Field("\n\n", description="between the context and an appended question")
+    coarse: Literal["passages"] | None = Field(None, description="null: the published token-level selection; "
+                                               "passages: rank the prompt's paragraphs first, select words in the best")
+    reorder: bool = Field(False, description="with coarse passages: write the kept passages best first")
+
+    @model_validator(mode="after")
+    def _reorder_needs_passages(self):
+        if self.reorder and self.coarse != "passages":
+            raise ValueError("reorder orders passages: it needs coarse: passages")
+        return self
 
 
 class ModelShape(Strict):
