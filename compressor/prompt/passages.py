@@ -141,8 +141,8 @@ class PassageSelection:
 
 def select(units: selection.Units, source: str, spans: list[tuple[int, int]], token_scores: torch.Tensor,
            scores: list[float], cost: list[int], forced: list[bool], k: int) -> PassageSelection:
-    """Rank the passages, keep the best within the budget, then select words inside them (exactly `k` tokens
-    at most, protected words always)."""
+    """Rank the passages, keep the best within the budget, then select words inside them as the token path
+    does (at most `k` tokens, filled up to the last word that fits; protected words always)."""
     owner = unit_passages(units, source, spans)
     ranked = rank(passage_scores(token_scores, units, owner, len(spans)))
     kept = keep_passages(ranked, cost, forced, owner, k)
