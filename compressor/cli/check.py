@@ -6,7 +6,8 @@ import click
 
 from compressor.cli.evaluate import given_engine, vllm_engine_options
 from compressor.cli.output import emit, progress_printer, stderr_console
-from compressor.core.errors import UserError
+from compressor.core.errors import CheckFailed, UserError
+from compressor.core.layout import CHECK_JSON, is_output
 
 
 @click.command()
@@ -44,9 +45,15 @@ def check(output_dir, runtime, min_agreement, max_tokens, eager, onnx_path, devi
     if onnx_path and runtime != "onnxruntime":
         raise UserError("--onnx applies to --runtime onnxruntime only")
     engine = given_engine(engine, runtime)
-    result = check_output(output_dir, runtime, max_tokens=max_tokens, min_agreement=min_agreement,
-                          progress=progress_printer(not as_json), eager=eager, onnx=onnx_path, device=device,
-                          engine=engine or None)
+    try:
+        result = check_output(output_dir, runtime, max_tokens=max_tokens, min_agreement=min_agreement,
+                              progress=progress_printer(not as_json), eager=eager, onnx=onnx_path, device=device,
+                              engine=engine or None)
+    except CheckFailed as error:  # the runtime cannot load or run it: a failed check too
+        _record(output_dir, {"runtime": runtime, "passed": False, "reasons": [str(error)],
+                             "min_agreement": min_agreement})
+        raise
+    _record(output_dir, result)
 
     def render(res):
         from rich.table import Table
@@ -79,3 +86,16 @@ def check(output_dir, runtime, min_agreement, max_tokens, eager, onnx_path, devi
 
     emit(result, as_json, render)
     require_pass(result)
+
+
+def _record(output_dir: Path, result: dict) -> None:
+    """The verdict into OUTPUT_DIR/check.json (an output folder only: a bare model folder is never written
+    into); a folder that cannot be written costs the record, not the check."""
+    from compressor.export.check_record import record_check
+
+    if not is_output(output_dir):
+        return
+    try:
+        record_check(output_dir, result)
+    except (OSError, UserError) as error:
+        click.echo(f"warning: {output_dir / CHECK_JSON}: the verdict is not recorded ({error})", err=True)

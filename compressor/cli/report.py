@@ -1,12 +1,10 @@
 """`compressor report DIR...`: outputs side by side, best Score first; a sweep folder shows its trials."""
 
-import json
 from pathlib import Path
 
 import click
 
 from compressor.cli.output import emit, stderr_console
-from compressor.core.errors import UserError
 
 
 @click.command(name="report")
@@ -22,9 +20,9 @@ def report_command(output_dirs, as_json):
       compressor report out/sweeps/drop-w8a8
     """
     from compressor.reports.report import comparison_rows, comparison_table
-    from compressor.reports.sweep import sweep_rows, sweep_table
+    from compressor.reports.sweep import read_sweep_document, sweep_rows, sweep_table
 
-    sweeps = {folder: _sweep_document(folder) for folder in output_dirs if (Path(folder) / "sweep.json").is_file()}
+    sweeps = {folder: read_sweep_document(folder) for folder in output_dirs if (Path(folder) / "sweep.json").is_file()}
     outputs = [folder for folder in output_dirs if folder not in sweeps]
     rows = comparison_rows(outputs) if outputs else []
     result = {"rows": rows, **({"sweeps": {str(folder): sweep_rows(doc) for folder, doc in sweeps.items()}}
@@ -39,13 +37,3 @@ def report_command(output_dirs, as_json):
 
     emit(result, as_json, show)
 
-
-def _sweep_document(folder: Path) -> dict:
-    path = Path(folder) / "sweep.json"
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(document, dict) or not isinstance(document.get("trials"), list):
-            raise ValueError("no trials list")
-        return document
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise UserError(f"{path}: not a sweep document written by `compressor sweep` ({error})") from None

@@ -5,6 +5,7 @@
                              prompt_compressor.json when EHPC heads were discovered)
       recipe.yaml            the recipe as validated
       report.json report.md report.png long_context-*.png
+      check.json             `check`: the latest verdict per runtime (beside the model, so never packaged)
       prompt_heads.png       EHPC head scores
       importance.json importance.png
       onnx/                  `export onnx`: model.onnx, model_int8.onnx, scorer.onnx, compressor.json
@@ -24,6 +25,7 @@ PROMPT_SPEC_FILE = "prompt_compressor.json"  # in model/
 HEATMAP_FILE = "prompt_heads.png"
 RECIPE_FILE = "recipe.yaml"
 REPORT_JSON, REPORT_MD, REPORT_PNG = "report.json", "report.md", "report.png"
+CHECK_JSON = "check.json"
 IMPORTANCE_JSON, IMPORTANCE_PNG = "importance.json", "importance.png"
 ONNX_DIR = "onnx"
 ONNX_FILE = "model.onnx"

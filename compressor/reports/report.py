@@ -225,7 +225,7 @@ def comparison_table(rows: list[dict]):
     if any(r.get("long_ppl") is not None for r in rows):  # press rows: perplexity on the long document
         columns += ("long_ppl",)
     table = _table("outputs by Score (compare rows of one runtime only)", columns, left=("output", "eval"))
-    names = _short_names([r["output"] for r in rows])
+    names = short_names([r["output"] for r in rows])
     for r in rows:
         name = names[r["output"]]
         if r["status"] != "scored":
@@ -245,7 +245,7 @@ def comparison_table(rows: list[dict]):
     return table
 
 
-def _short_names(paths: list[str]) -> dict[str, str]:
+def short_names(paths: list[str]) -> dict[str, str]:
     """Each output by its folder name (or its whole path where two share a name)."""
     unique = list(dict.fromkeys(paths))
     names = {p: Path(p).name or p for p in unique}

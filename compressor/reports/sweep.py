@@ -1,17 +1,31 @@
 """A sweep's results for people: the trials ranked by the objective (sweep.md, a terminal table) and the
 Pareto front of time per token against Perf (pareto.png). The document is what sweep.json holds."""
 
+import json
 import math
 from pathlib import Path
 
 from compressor.core.atomic import atomic_file
+from compressor.core.errors import UserError
 
-SWEEP_MD, PARETO_PNG = "sweep.md", "pareto.png"
+SWEEP_JSON, SWEEP_MD, PARETO_PNG = "sweep.json", "sweep.md", "pareto.png"
 COLUMNS = ("trial", "params", "status", "Perf", "ms/token", "PerfNorm", "SpeedNorm", "Score", "size MB", "feasible")
 
 
 def _number(value) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def read_sweep_document(folder: Path) -> dict:
+    """FOLDER/sweep.json as written by `compressor sweep`; a one-line UserError for anything else."""
+    path = Path(folder) / SWEEP_JSON
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(document, dict) or not isinstance(document.get("trials"), list):
+            raise ValueError("no trials list")
+        return document
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise UserError(f"{path}: not a sweep document written by `compressor sweep` ({error})") from None
 
 
 def pareto_front(points) -> list[str]:
