@@ -145,3 +145,16 @@ def test_bundled_model_heads_are_discovered_once_from_the_page(tiny_llama_dir, m
     at.segmented_control(key="prompt_method").set_value("ehpc")
     at.button(key="prompt_compress").click().run()
     assert not at.exception and not at.error and at.metric[0].value != "0"
+
+
+def test_every_baseline_runs_on_the_page(tiny_llama_dir, monkeypatch, home):
+    methods = ["random", "ends"] + (["llmlingua", "longllmlingua"] if view.method_problem(
+        view.FolderChoice("", tiny_llama_dir, False), "llmlingua") is None else [])
+    at = app(monkeypatch, tiny_llama_dir)
+    at.text_area(key="prompt_text").input(CONTEXT)
+    at.text_input(key="prompt_question").input(QUESTION)
+    for method in methods:
+        at.segmented_control(key="prompt_method").set_value(method)
+        at.button(key="prompt_compress").click().run()
+        assert not at.exception and not at.error, method
+        assert at.get("html") and QUESTION in compressed_text(at), method
