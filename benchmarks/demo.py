@@ -18,6 +18,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -97,7 +98,8 @@ def main() -> None:
     folder = discover_bundled(progress=lambda m: print(f"• {m}", file=sys.stderr))
     item = prompt_of(args.tokens, args.seed)
     print(f"prompt: {item['n_tokens']} context tokens, question {item['question']!r}", file=sys.stderr)
-    with running_demo(folder) as (url, health_s), chromium() as driver:
+    with tempfile.TemporaryDirectory() as logs, running_demo(folder, log_path=Path(logs) / "demo.log") as (
+            url, health_s), chromium() as driver:
         asked = time.perf_counter()
         driver.get(url)
         page_s = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, PROMPT_FIELD), 60) - asked

@@ -7,13 +7,12 @@ Used by tests/test_demo_browser.py and benchmarks/demo.py. Chromium runs with th
 import contextlib
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from compressor.runtimes.vllm_server import free_port, start_server, stop_server
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 REPO = Path(__file__).resolve().parents[1]
@@ -31,49 +30,28 @@ def browser_missing() -> str | None:
     return None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
-def running_demo(*folders, env=None, log=None):
-    """`compressor demo FOLDERS --port P` as a child process; yields (url, seconds until it answered /health)."""
+def running_demo(*folders, log_path: Path, env=None):
+    """`compressor demo FOLDERS --port P` as a child process (its output in LOG_PATH); yields (url, seconds until it
+    answered /_stcore/health)."""
     port = free_port()
-    started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "compressor.cli", "demo", *map(str, folders), "--port", str(port)],
-                               cwd=REPO, env={**os.environ, **(env or {})}, stdout=log or subprocess.DEVNULL,
-                               stderr=subprocess.STDOUT if log else subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    process = start_server([sys.executable, "-m", "compressor.cli", "demo", *map(str, folders), "--port", str(port)],
+                           url, log_path, 90, env={**os.environ, **(env or {})}, what="compressor demo",
+                           ready_path="/_stcore/health", poll_s=0.05)
     try:
-        ready = wait_for(lambda: _answers(f"{url}/_stcore/health"), 90, process)
-        yield url, ready - started
+        yield url, time.perf_counter() - started
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_server(process)
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def wait_for(condition, timeout: float, process=None) -> float:
-    """Poll CONDITION until true; the time it became true. Fails when PROCESS exits first or time runs out."""
+def wait_for(condition, timeout: float) -> float:
+    """Poll CONDITION until true; the time it became true. Fails when time runs out."""
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
         if condition():
             return time.perf_counter()
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"`compressor demo` exited with {process.returncode} before answering")
         time.sleep(0.05)
     raise TimeoutError(f"not ready within {timeout} s")
 

@@ -32,8 +32,8 @@ def test_compress_in_headless_chromium_highlights_the_kept_words(ehpc_dir, tmp_p
     expected = PromptCompressor.from_pretrained(ehpc_dir).compress(CONTEXT, rate=0.25, question=QUESTION)
     kept_words = [expected.source[s:e] for s, e in expected.kept_spans]
     log_path = tmp_path / "demo.log"
-    with open(log_path, "wb") as log, running_demo(ehpc_dir, env={"COMPRESSOR_HOME": str(tmp_path / "home")},
-                                                   log=log) as (url, _), chromium() as driver:
+    with running_demo(ehpc_dir, log_path=log_path, env={"COMPRESSOR_HOME": str(tmp_path / "home")}) as (url, _), \
+            chromium() as driver:
         try:
             driver.get(url)
             wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, 'textarea[aria-label="Prompt (context)"]'), 60)

@@ -8,7 +8,7 @@ import pytest
 from compressor.core.errors import UserError
 from compressor.demo import prompt_view as view
 from compressor.demo.folders import FOLDERS_ENV
-from compressor.prompt.compressor import PromptCompressor
+from compressor.prompt.compressor import PromptCompressor, decode_prompt
 from test_prompt import ehpc_dir  # noqa: F401  (a fixture: the tiny Llama with a prompt_compressor.json)
 
 PAGE = str(Path(__file__).resolve().parents[1] / "compressor" / "demo" / "prompt_page.py")
@@ -51,9 +51,9 @@ def test_folder_choices_name_what_each_folder_can_do(ehpc_dir, tiny_llama_dir, t
 
 
 def test_uploads_must_be_utf8_text():
-    assert view.decode_upload("a.txt", "한국어 text".encode()) == "한국어 text"
+    assert decode_prompt("a.txt", "한국어 text".encode()) == "한국어 text"
     with pytest.raises(UserError, match=r"a.txt: not UTF-8 text \(byte 1\)"):
-        view.decode_upload("a.txt", b"a\xff")
+        decode_prompt("a.txt", b"a\xff")
 
 
 def test_compress_flow_shows_counts_and_highlighted_words_and_loads_the_scorer_once(

@@ -110,7 +110,7 @@ def compress(folder, input_file, rate, target_tokens, question, force_keep, meth
       compressor prompt compress out/fp16 docs.txt --coarse passages --document-marker "<doc>" --rate 0.3
     """
     from compressor.prompt.commands import check_compress_args, load_compressor
-    from compressor.prompt.compressor import MAX_CHARS
+    from compressor.prompt.compressor import MAX_PROMPT_BYTES, decode_prompt
 
     if runtime != "torch" and method != "ehpc":
         raise UserError(f"--runtime {runtime} applies to --method ehpc only")
@@ -119,14 +119,7 @@ def compress(folder, input_file, rate, target_tokens, question, force_keep, meth
     from compressor.models.sources import pick_device
 
     device = str(pick_device(device)) if runtime == "torch" else "cpu"  # the device used, as the JSON reports it
-    limit = MAX_CHARS * 4  # bytes: the compressors' character cap, at up to 4 bytes a character
-    raw = input_file.read(limit + 1)
-    if len(raw) > limit:
-        raise UserError(f"{input_file.name}: more than {limit // 2**20} MB of prompt; split it first")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise UserError(f"{input_file.name}: not UTF-8 text (byte {error.start})") from None
+    text = decode_prompt(getattr(input_file, "name", "stdin"), input_file.read(MAX_PROMPT_BYTES + 1))
     check_compress_args(text, rate, target_tokens)
     # passed only when given, so that LLMLingua's compress (which has no such keywords) takes the call too
     options = {k: v for k, v in (("coarse", coarse), ("reorder", reorder)) if v is not None}

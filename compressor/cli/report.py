@@ -20,9 +20,9 @@ def report_command(output_dirs, as_json):
       compressor report out/sweeps/drop-w8a8
     """
     from compressor.reports.report import comparison_rows, comparison_table
-    from compressor.reports.sweep import read_sweep_document, sweep_rows, sweep_table
+    from compressor.reports.sweep import SWEEP_JSON, read_sweep_document, sweep_rows, sweep_table
 
-    sweeps = {folder: read_sweep_document(folder) for folder in output_dirs if (Path(folder) / "sweep.json").is_file()}
+    sweeps = {folder: read_sweep_document(folder) for folder in output_dirs if (Path(folder) / SWEEP_JSON).is_file()}
     outputs = [folder for folder in output_dirs if folder not in sweeps]
     rows = comparison_rows(outputs) if outputs else []
     result = {"rows": rows, **({"sweeps": {str(folder): sweep_rows(doc) for folder, doc in sweeps.items()}}

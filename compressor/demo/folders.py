@@ -4,10 +4,11 @@ $COMPRESSOR_DEMO_FOLDERS, os.pathsep-separated), else the outputs and sweeps fou
 import os
 from pathlib import Path
 
-from compressor.core.layout import CONFIG_FILE, MODEL_DIR, PROMPT_SPEC_FILE
+from compressor.core.layout import is_output
+from compressor.prompt.spec import spec_path
+from compressor.reports.sweep import SWEEP_JSON
 
 FOLDERS_ENV = "COMPRESSOR_DEMO_FOLDERS"
-SWEEP_FILE = "sweep.json"
 
 
 def given_folders() -> list[Path]:
@@ -25,15 +26,10 @@ def found_under(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and (is_output(p) or is_sweep(p)))
 
 
-def is_output(folder: Path) -> bool:
-    return (Path(folder) / MODEL_DIR / CONFIG_FILE).is_file()
-
-
 def is_sweep(folder: Path) -> bool:
-    return (Path(folder) / SWEEP_FILE).is_file()
+    return (Path(folder) / SWEEP_JSON).is_file()
 
 
 def has_prompt_compressor(folder: Path) -> bool:
     """An output (or model folder) carrying EHPC's prompt_compressor.json."""
-    folder = Path(folder)
-    return (folder / MODEL_DIR / PROMPT_SPEC_FILE).is_file() or (folder / PROMPT_SPEC_FILE).is_file()
+    return spec_path(folder).is_file()

@@ -8,11 +8,12 @@ import re
 from pathlib import Path
 
 from compressor.core.errors import UserError
-from compressor.core.layout import HEATMAP_FILE, IMPORTANCE_PNG, RECIPE_FILE, REPORT_JSON, REPORT_MD, REPORT_PNG
-from compressor.demo.folders import SWEEP_FILE, is_output, is_sweep
+from compressor.core.layout import (HEATMAP_FILE, IMPORTANCE_PNG, RECIPE_FILE, REPORT_JSON, REPORT_MD, REPORT_PNG,
+                                    is_output)
+from compressor.demo.folders import is_sweep
 from compressor.export.check_record import read_checks
 from compressor.reports.report import comparison_rows, evaluations, short_names
-from compressor.reports.sweep import pareto_front, read_sweep_document, sweep_rows
+from compressor.reports.sweep import SWEEP_JSON, pareto_front, read_sweep_document, sweep_rows
 
 SORT_KEYS = {"Score": ("score", True), "Perf": ("perf", True), "ms/token": ("tpt_ms", False)}  # column, descending
 ISO_SCORES = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -46,8 +47,9 @@ def output_table(folders) -> tuple[list[dict], list[str]]:
     rows = _report_rows(outputs, problems)
     for folder in sweep_folders:
         rows += _trial_rows(folder, problems)
+    statuses = {output: check_status(read_checks(output)) for output in {row["output"] for row in rows}}
     for row in rows:
-        row["check"] = check_status(read_checks(row["output"]))
+        row["check"] = statuses[row["output"]]
     return rows, problems
 
 
@@ -73,7 +75,7 @@ def _trial_rows(folder: Path, problems: list[str]) -> list[dict]:
         trials = sweep_rows(read_sweep_document(folder))
     except (UserError, KeyError, TypeError, AttributeError) as error:
         problems.append(str(error) if isinstance(error, UserError) else
-                        f"{folder / SWEEP_FILE}: not a sweep document written by `compressor sweep` "
+                        f"{folder / SWEEP_JSON}: not a sweep document written by `compressor sweep` "
                         f"({type(error).__name__}: {error})")
         return []
     rows = []

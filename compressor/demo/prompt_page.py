@@ -8,6 +8,7 @@ import streamlit as st
 from compressor.demo import prompt_view as view
 from compressor.demo.errors import shown_in_page
 from compressor.demo.folders import given_folders
+from compressor.prompt.compressor import decode_prompt
 from compressor.prompt.html import STYLE, kept_words_html
 from compressor.prompt.methods import METHODS
 
@@ -46,7 +47,7 @@ def choose_folder() -> view.FolderChoice:
 def read_prompt() -> str:
     uploaded = st.file_uploader("…or upload a text file", type=["txt", "md"], key="prompt_file")
     if uploaded is not None:
-        return view.decode_upload(uploaded.name, uploaded.getvalue())
+        return decode_prompt(uploaded.name, uploaded.getvalue())
     return st.session_state.get("prompt_text", "")
 
 

@@ -9,13 +9,12 @@ from pathlib import Path
 from compressor.core.errors import UserError
 from compressor.core.layout import PROMPT_SPEC_FILE, resolve
 from compressor.core.paths import compressor_home
-from compressor.demo.folders import has_prompt_compressor
+from compressor.demo.folders import has_prompt_compressor, is_sweep
 from compressor.prompt.commands import check_compress_args, load_compressor
-from compressor.prompt.compressor import MAX_CHARS
 from compressor.prompt.methods import METHODS
+from compressor.prompt.spec import spec_path
 
 BUNDLED = "smollm2-135m"
-MAX_UPLOAD_BYTES = MAX_CHARS * 4  # the compressors' character cap, at up to 4 bytes a character
 LLMLINGUA_METHODS = ("llmlingua", "longllmlingua")
 PASSAGE_METHODS = ("ehpc", "random", "ends")  # the ones with coarse passages (LLMLingua ranks its own way)
 
@@ -41,7 +40,7 @@ def folder_choices(given) -> tuple[list[FolderChoice], list[str]]:
         try:
             resolve(folder)
         except UserError as error:
-            if not (folder / "sweep.json").is_file():  # sweeps belong to the outputs page
+            if not is_sweep(folder):  # sweeps belong to the outputs page
                 problems.append(str(error))
             continue
         ehpc = has_prompt_compressor(folder)
@@ -78,10 +77,8 @@ def method_problem(choice: FolderChoice, method: str) -> str | None:
 
 def spec_version(folder: Path) -> float:
     """A cache key that changes when the folder's evaluator heads are (re)discovered."""
-    for path in (Path(folder) / "model" / PROMPT_SPEC_FILE, Path(folder) / PROMPT_SPEC_FILE):
-        if path.is_file():
-            return path.stat().st_mtime
-    return 0.0
+    path = spec_path(folder)
+    return path.stat().st_mtime if path.is_file() else 0.0
 
 
 def load(folder: Path, method: str, device: str = "auto"):
@@ -106,15 +103,6 @@ def discover_bundled(progress=lambda m: None, probe_tokens: int = 1024) -> Path:
             discover_folder(materialize_builtin(BUNDLED), params, out=target, force=target.exists(),
                             progress=progress)
     return target
-
-
-def decode_upload(name: str, data: bytes) -> str:
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise UserError(f"{name}: more than {MAX_UPLOAD_BYTES // 2**20} MB of prompt; split it first")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise UserError(f"{name}: not UTF-8 text (byte {error.start})") from None
 
 
 def compress(compressor, prompt: str, question: str | None, rate: float, passages: bool = False):

@@ -26,6 +26,20 @@ from compressor.prompt.spec import read_spec, spec_folder
 MAX_CHARS = 4_000_000  # before tokenizing at all: no prompt a model of 128k positions could take is longer
 
 
+MAX_PROMPT_BYTES = MAX_CHARS * 4  # the character cap, at up to 4 bytes a character
+
+
+def decode_prompt(name: str, raw: bytes) -> str:
+    """RAW (a file's bytes, read up to MAX_PROMPT_BYTES + 1) as text; a UserError naming NAME when it is longer
+    or not UTF-8."""
+    if len(raw) > MAX_PROMPT_BYTES:
+        raise UserError(f"{name}: more than {MAX_PROMPT_BYTES // 2**20} MB of prompt; split it first")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(f"{name}: not UTF-8 text (byte {error.start})") from None
+
+
 def check_prompt_chars(text: str) -> None:
     """UserError for a prompt too long for any compressor, before a tokenizer allocates for it."""
     if len(text) > MAX_CHARS:

@@ -82,11 +82,16 @@ def spec_folder(folder: Path) -> Path:
     return folder / MODEL_DIR if is_output(folder) else folder
 
 
+def spec_path(folder: Path) -> Path:
+    """Where FOLDER's prompt_compressor.json is (or would be)."""
+    return spec_folder(folder) / PROMPT_SPEC_FILE
+
+
 def read_spec(folder: Path) -> PromptCompressorSpec:
     folder = Path(folder)
     if not folder.exists():
         raise UserError(f"{folder}: no such folder")
-    path = spec_folder(folder) / PROMPT_SPEC_FILE
+    path = spec_path(folder)
     if not path.is_file():
         raise UserError(f"{folder}: no {PROMPT_SPEC_FILE} (run `compressor prompt discover {folder}` or a recipe with "
                         f"the evaluator_heads stage first)")

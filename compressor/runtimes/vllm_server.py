@@ -38,9 +38,9 @@ def start_vllm_server(model: Path, port: int, log_path: Path, max_model_len: int
 
 
 def start_server(argv: list[str], url: str, log_path: Path, timeout_s: float, env: dict | None = None,
-                 what: str = "server") -> subprocess.Popen:
-    """Run `argv` in its own process group; return it once GET `url`/v1/models answers 200, else stop it and
-    raise UserError with the last error of its log."""
+                 what: str = "server", ready_path: str = "/v1/models", poll_s: float = 0.5) -> subprocess.Popen:
+    """Run `argv` in its own process group; return it once GET `url``ready_path` answers 200 (asked every
+    `poll_s` seconds), else stop it and raise UserError with the last error of its log."""
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     deadline = time.monotonic() + timeout_s
@@ -48,12 +48,12 @@ def start_server(argv: list[str], url: str, log_path: Path, timeout_s: float, en
         if process.poll() is not None:
             break
         try:
-            with urllib.request.urlopen(f"{url}/v1/models", timeout=5) as response:
+            with urllib.request.urlopen(f"{url}{ready_path}", timeout=5) as response:
                 if response.status == 200:
                     return process
         except (urllib.error.URLError, OSError):
             pass
-        time.sleep(0.5)
+        time.sleep(poll_s)
     why = f"exited with {process.returncode}" if process.poll() is not None else f"not ready after {timeout_s:.0f} s"
     stop_server(process)
     raise UserError(f"{what}: {why}: {_last_error(Path(log_path).read_text(errors='replace'))}")
